@@ -1,0 +1,190 @@
+"""Podium's errors: one root, so a single ``except PodiumError`` catches every failure we raise.
+
+The tree::
+
+    PodiumError
+    ├── ConfigError                    bad settings or environment
+    ├── DefinitionError                a workflow definition is invalid (carries every issue found)
+    ├── StoreError                     the journal/store failed or was used wrongly
+    │   ├── RunNotFound
+    │   └── JournalConflict            two writers raced on one run's journal
+    ├── WorkflowError                  a run failed; carries ``run_id`` and ``step_id``
+    │   ├── StepFailed                 a step raised (after its retries and fallback)
+    │   ├── StepTimeout                a step or run exceeded its timeout
+    │   ├── QuorumNotMet               a parallel block had too few successes
+    │   ├── SagaAborted                a saga failed and was compensated
+    │   ├── RunCancelled
+    │   ├── ReviewRejected             a human reviewer rejected a step
+    │   └── NonDeterminism             a resumed run's definition no longer matches its journal
+    └── ModelError                     a model call failed; carries ``provider``, ``model``,
+        │                               ``request_id`` and ``retryable``
+        └── ModelNotFound
+
+``WorkflowSuspended`` is not an error: it is the control signal a run raises when it must wait
+durably (e.g. for a human review), so it derives from ``BaseException``-free ``Exception`` only to
+travel through ``asyncio`` and is caught by the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PodiumError(Exception):
+    """Root of every error Podium raises."""
+
+    retryable: bool = False
+
+
+class ConfigError(PodiumError):
+    """Settings or environment are invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionIssue:
+    """One problem in a workflow definition, located in its source file."""
+
+    message: str
+    file: str = "<python>"
+    line: int | None = None
+    column: int | None = None
+    key: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.message}"
+        if self.key:
+            text += f" (at '{self.key}')"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+class DefinitionError(PodiumError):
+    """A workflow definition is invalid. ``issues`` lists every problem found, each located."""
+
+    def __init__(self, issues: list[DefinitionIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class StoreError(PodiumError):
+    """The store failed or was used wrongly."""
+
+
+class RunNotFound(StoreError):
+    """No run with this id exists in the store."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class JournalConflict(StoreError):
+    """Another writer appended to this run's journal concurrently."""
+
+
+class WorkflowError(PodiumError):
+    """A workflow run failed. Carries the run and, when known, the step that failed."""
+
+    def __init__(
+        self, message: str, *, run_id: str | None = None, step_id: str | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        super().__init__(message)
+
+
+class StepFailed(WorkflowError):
+    """A step raised after exhausting its retries and fallback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        error_type: str = "Exception",
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
+        self.error_type = error_type
+        self.retryable = retryable
+
+
+class StepTimeout(WorkflowError):
+    """A step or a whole run exceeded its timeout."""
+
+    retryable = True
+
+
+class QuorumNotMet(WorkflowError):
+    """A parallel block finished with fewer successful branches than its quorum."""
+
+
+class SagaAborted(WorkflowError):
+    """A saga failed; its completed steps were compensated in reverse order."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        compensated: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
+        self.compensated = compensated or []
+
+
+class RunCancelled(WorkflowError):
+    """The run was cancelled."""
+
+
+class ReviewRejected(WorkflowError):
+    """A human reviewer rejected the step."""
+
+
+class NonDeterminism(WorkflowError):
+    """A resumed run's definition differs from the one its journal was written by."""
+
+
+class ModelError(PodiumError):
+    """A model call failed. Says whether retrying may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.request_id = request_id
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class ModelNotFound(ModelError):
+    """No model with this name is registered."""
+
+
+@dataclass
+class WorkflowSuspended(Exception):
+    """Raised inside a run that must wait durably (human review); the engine catches it."""
+
+    run_id: str
+    waiting_on: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} is waiting on {', '.join(self.waiting_on)}"

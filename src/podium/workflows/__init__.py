@@ -1,0 +1,1 @@
+"""Workflows: definitions (YAML or Python), their validation, and the durable engine."""

@@ -1,0 +1,134 @@
+"""A run's journal: the append-only event history, written with group commit, read for replay.
+
+The journal is the single source of truth of a run. ``record`` buffers an event; ``commit``
+returns once every event recorded so far is durable. When the store is costly to write
+(``store.group_commit``), concurrent commits share one transaction: a 1,000-way fan-out costs a
+handful of transactions, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from podium.types import Clock, Event, EventKind, RunUpdate, Store
+
+
+def dumps(value: Any) -> str:
+    """Canonical compact JSON (pydantic models, dataclasses, Decimals and sets included)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=to_jsonable_python)
+
+
+class Journal:
+    """Writes one run's events in order, batching concurrent commits."""
+
+    __slots__ = (
+        "_clock",
+        "_durable",
+        "_group",
+        "_inflight",
+        "_pending",
+        "_seq",
+        "_store",
+        "run_id",
+    )
+
+    def __init__(self, store: Store, run_id: str, clock: Clock, last_seq: int = 0) -> None:
+        self._store = store
+        self._clock = clock
+        self.run_id = run_id
+        self._seq = last_seq
+        self._durable = last_seq
+        self._pending: list[Event] = []
+        self._inflight: asyncio.Future[None] | None = None
+        self._group = store.group_commit
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the newest recorded event."""
+        return self._seq
+
+    def record(
+        self, kind: EventKind, step: str = "", attempt: int = 0, data: str | None = None
+    ) -> None:
+        """Buffer an event (not yet durable: call ``commit``)."""
+        self._seq += 1
+        self._pending.append(
+            Event(self.run_id, self._seq, kind, step, attempt, self._clock.now(), data)
+        )
+
+    async def commit(self) -> None:
+        """Return once every event recorded so far is durable."""
+        target = self._seq
+        if not self._group:
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self._store.append(batch)
+                self._durable = batch[-1].seq
+            return
+        while self._durable < target:
+            if self._inflight is None:
+                self._inflight = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._inflight)
+
+    async def _flush(self) -> None:
+        try:
+            # Let every task that is ready now record its events first: they share this commit.
+            await asyncio.sleep(0)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self._store.append(batch)
+                self._durable = batch[-1].seq
+        finally:
+            self._inflight = None
+
+    async def finish(self, kind: EventKind, update: RunUpdate, data: str | None = None) -> None:
+        """Record a run-level event and apply ``update`` in the same transaction."""
+        await self.commit()
+        self.record(kind, "", 0, data)
+        batch, self._pending = self._pending, []
+        await self._store.append(batch, update)
+        self._durable = batch[-1].seq
+
+
+@dataclass
+class Replay:
+    """What a run's history says has already happened, for resume."""
+
+    completed: dict[str, Any] = field(default_factory=dict)
+    """Step path → recorded ``step_completed`` payload (``{"o": output, ...}``)."""
+    terminal: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Step path → final failure payload (the step failed for good)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Step path → failed attempts so far."""
+    review_requested: set[str] = field(default_factory=set)
+    last_seq: int = 0
+    inputs: Any = None
+    file: str | None = None
+    """The definition file the run was started from, if any."""
+
+    @classmethod
+    def from_events(cls, events: list[Event]) -> Replay:
+        """Fold a history into replay state."""
+        replay = cls()
+        for event in events:
+            kind = event.kind
+            if kind == "step_completed":
+                replay.completed[event.step] = json.loads(event.data) if event.data else {}
+            elif kind == "step_failed":
+                replay.failures[event.step] = replay.failures.get(event.step, 0) + 1
+                payload = json.loads(event.data) if event.data else {}
+                if payload.get("final"):
+                    replay.terminal[event.step] = payload
+            elif kind == "review_requested":
+                replay.review_requested.add(event.step)
+            elif kind == "run_started" and event.data:
+                started = json.loads(event.data)
+                replay.inputs = started.get("inputs")
+                replay.file = started.get("file")
+            replay.last_seq = event.seq
+        return replay

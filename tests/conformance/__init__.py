@@ -1,0 +1,1 @@
+"""The shared spec every backend passes: one suite, parametrized over the stores."""
