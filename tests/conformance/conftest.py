@@ -7,76 +7,15 @@ An unreachable server fails those tests: it never skips them.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy import create_engine
 
 from podium.store import open_store
-from podium.store.migrations import upgrade_to_head
-from podium.store.sql import store_url
 from podium.types import Store
-
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-CreateDatabase = Callable[[], str]
-"""Makes a new empty PostgreSQL database for this session and returns its URL."""
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[CreateDatabase]:
-    """A factory of fresh PostgreSQL databases, all dropped when the session ends."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    prefix = f"podium_test_{uuid.uuid4().hex[:10]}"
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"{prefix}_{len(created)}"
-        # A non-C collation (ICU en-US) catches results that depend on the server's locale.
-        admin.execute(
-            sql.SQL(
-                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'"
-                " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-            ).format(sql.Identifier(name))
-        )
-        created.append(name)
-        return PG_URL.format(name=name)
-
-    try:
-        yield create
-    finally:
-        for name in created:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        admin.close()
-
-
-@pytest.fixture(scope="session")
-def pg_url(pg_database: CreateDatabase) -> str:
-    """The session's migrated PostgreSQL database, shared by the suite (emptied per test)."""
-    url = pg_database()
-    engine = create_engine(store_url(url))
-    try:
-        upgrade_to_head(engine)
-    finally:
-        engine.dispose()
-    return url
-
-
-def _truncate(url: str) -> None:
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, signals, runs")
+from tests.conftest import truncate as _truncate
 
 
 @dataclass(frozen=True)

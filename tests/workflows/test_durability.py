@@ -34,7 +34,8 @@ class Counter:
         return step
 
 
-async def test_resume_replays_finished_steps_and_runs_the_rest(store: Store) -> None:
+async def test_resume_replays_finished_steps_and_runs_the_rest(any_store: Store) -> None:
+    store = any_store
     counter = Counter()
     gate = asyncio.Event()
     wf = workflow(
@@ -59,7 +60,8 @@ async def test_resume_replays_finished_steps_and_runs_the_rest(store: Store) -> 
     assert counter.calls == {"a": 1, "b": 1, "c": 2, "d": 1}
 
 
-async def test_resuming_a_finished_run_executes_nothing(store: Store) -> None:
+async def test_resuming_a_finished_run_executes_nothing(any_store: Store) -> None:
+    store = any_store
     counter = Counter()
     wf = workflow("done", call("a", counter.fn("a")))
     engine = Engine(store)
@@ -70,7 +72,8 @@ async def test_resuming_a_finished_run_executes_nothing(store: Store) -> None:
     assert counter.calls == {"a": 1}
 
 
-async def test_a_changed_definition_is_refused_on_resume(store: Store) -> None:
+async def test_a_changed_definition_is_refused_on_resume(any_store: Store) -> None:
+    store = any_store
     wf = workflow("v", call("a", lambda: 1), review("ok", "go?"))
     engine = Engine(store)
     result = await engine.run(wf)
@@ -81,7 +84,8 @@ async def test_a_changed_definition_is_refused_on_resume(store: Store) -> None:
     await engine.close()
 
 
-async def test_review_waits_then_approval_continues(store: Store) -> None:
+async def test_review_waits_then_approval_continues(any_store: Store) -> None:
+    store = any_store
     counter = Counter()
     wf = workflow(
         "payout",
@@ -112,7 +116,8 @@ async def test_review_waits_then_approval_continues(store: Store) -> None:
     assert counter.calls == {"assess": 1, "pay": 1}
 
 
-async def test_rejection_fails_the_step_and_a_saga_compensates(store: Store) -> None:
+async def test_rejection_fails_the_step_and_a_saga_compensates(any_store: Store) -> None:
+    store = any_store
     log: list[str] = []
     wf = workflow(
         "reject",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -44,10 +44,21 @@ class ExpressionError(Exception):
         super().__init__(message)
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with ``a.b`` on a mapping meaning the key ``b`` first: step outputs are
+    dicts, and ``steps.items.output`` must not find ``dict.items``."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _make_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    env.filters["tojson_compact"] = env.filters["tojson"]
-    return env
+    return _Environment(undefined=StrictUndefined, autoescape=False)
 
 
 _ENV = _make_env()
@@ -72,6 +83,14 @@ class Compiled:
     evaluate: Evaluator
     constant: bool
     refs: References = field(default_factory=References)
+
+
+def _undefined_message(value: Undefined) -> str:
+    try:
+        str(value)
+    except UndefinedError as exc:
+        return str(exc)
+    return "undefined value"
 
 
 def _const(value: Any) -> Evaluator:
@@ -117,11 +136,14 @@ def compile_string(source: str) -> Compiled:
 
             def evaluate(ns: Mapping[str, Any]) -> Any:
                 try:
-                    return expr(**ns)
+                    value = expr(**ns)
                 except (UndefinedError, SecurityError, TypeError, ValueError) as exc:
                     raise ExpressionError(str(exc), source) from exc
                 except ZeroDivisionError as exc:
                     raise ExpressionError("division by zero", source) from exc
+                if isinstance(value, Undefined):
+                    raise ExpressionError(_undefined_message(value), source)
+                return value
 
             return Compiled(evaluate, False, refs)
         tree = _ENV.parse(source)

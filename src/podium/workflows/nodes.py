@@ -23,6 +23,7 @@ from podium.errors import (
     ReviewRejected,
     StepFailed,
     StepTimeout,
+    WorkflowError,
     WorkflowSuspended,
 )
 from podium.types import ModelCall
@@ -37,19 +38,29 @@ _NOT_RETRYABLE = (ValidationError, TypeError, ExpressionError, ReviewRejected)
 
 
 def describe(exc: BaseException) -> dict[str, Any]:
-    """An error as journal data."""
-    if isinstance(exc, StepFailed):
-        return {"type": exc.error_type, "message": str(exc), "step": exc.step_id}
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    """An error as journal data: its type, message and, once located, the failing step."""
+    kind = exc.error_type if isinstance(exc, StepFailed) else type(exc).__name__
+    info: dict[str, Any] = {"type": kind, "message": str(exc) or kind}
+    if isinstance(exc, WorkflowError) and exc.step_id:
+        info["step"] = exc.step_id
+    return info
 
 
-def failure_from(path: str, record: dict[str, Any], run_id: str) -> StepFailed:
-    """Rebuild the exception of a step that failed for good, from its journal record."""
+def as_failure(path: str, info: dict[str, Any], run_id: str) -> StepFailed:
+    """The located error a step raises, from its description.
+
+    Used live and on replay alike, so a resumed run sees the very same error (type, message,
+    step) as the run that recorded it.
+    """
+    if info.get("step"):
+        return StepFailed(
+            info["message"], run_id=run_id, step_id=info["step"], error_type=info["type"]
+        )
     return StepFailed(
-        record.get("message", "failed"),
+        f"step {path} failed: {info['type']}: {info['message']}",
         run_id=run_id,
-        step_id=record.get("step") or path,
-        error_type=record.get("type", "Exception"),
+        step_id=path,
+        error_type=info["type"],
     )
 
 
@@ -125,20 +136,15 @@ class Node:
                     rt.journal.record("step_failed", path, 0, dumps({**failure, "final": True}))
                     await rt.journal.commit()
                 if self.fallback is None:
-                    if isinstance(exc, PodiumError):
+                    if isinstance(exc, WorkflowError) and exc.step_id:
                         raise
-                    raise StepFailed(
-                        f"step {path} failed: {failure['type']}: {failure['message']}",
-                        run_id=rt.run_id,
-                        step_id=path,
-                        error_type=failure["type"],
-                    ) from exc
+                    raise as_failure(path, failure, rt.run_id) from exc
             else:
                 if self.journaled:
                     out = await self._complete(rt, path, out, meta)
                 return out, meta
         if self.fallback is None:
-            raise failure_from(path, failure, rt.run_id)
+            raise as_failure(path, failure, rt.run_id)
         out, _ = await self.fallback.run_at(rt, ns, path + "#fallback")
         meta = {"fallback": True, "error": failure.get("message")}
         if self.journaled:
