@@ -788,7 +788,7 @@ def versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per row")
+    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before each row")
     parser.add_argument("--reps-large", type=int, default=3, help="repetitions of 10,000-way rows")
     parser.add_argument("--no-large", action="store_true", help="skip the 10,000-way rows")
@@ -801,6 +801,12 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.warmup, args.no_large = 1, 1, True
     large = not args.no_large
 
+    load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        log(
+            f"warning: load average {load_before[0]:.2f} before the benchmark; other processes "
+            "are competing for the CPUs and will inflate the numbers (best run on an idle machine)"
+        )
     began = time.perf_counter()
     if args.only in (None, "sequential"):
         bench_sequential(args.reps, args.warmup)
@@ -811,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "journal"):
         bench_journal(max(1, min(args.reps, 3)))
     wall = time.perf_counter() - began
+    load_after = os.getloadavg()
 
     report_rows = rows(large)
     table = markdown(report_rows)
@@ -819,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Median of {args.reps} runs after {args.warmup} warm-up "
         f"({args.reps_large} runs, no extra warm-up, for 10,000-way); "
-        f"whole benchmark {wall:.0f} s on {os.cpu_count()} CPUs."
+        f"whole benchmark {wall:.0f} s on {os.cpu_count()} CPUs "
+        f"(load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)."
     )
     if args.json:
         document = {
@@ -829,6 +837,8 @@ def main(argv: list[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
                 "processor": platform.processor() or platform.machine(),
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in load_after],
             },
             "versions": versions(),
             "settings": {

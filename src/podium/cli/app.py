@@ -26,8 +26,9 @@ from podium.types import RUN_STATUSES, RunStatus, Store
 from podium.workflows.diagram import to_mermaid
 from podium.workflows.engine import Engine, RunResult
 from podium.workflows.history import steps_of
-from podium.workflows.plan import Plan, load_workflow
-from podium.workflows.spec import Workflow
+from podium.workflows.plan import Plan, load_workflow, plan
+from podium.workflows.resolve import ResolveError, load_object
+from podium.workflows.spec import Workflow, json_schema
 
 app = typer.Typer(
     name="podium",
@@ -82,28 +83,21 @@ def _run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _load(target: str) -> Plan:
-    """A YAML file, or ``package.module:attr`` naming a Workflow/Plan in Python."""
-    if ":" in target and not Path(target).exists():
-        from podium.workflows.resolve import Registry, ResolveError, resolve_function
-
-        try:
-            module, _, attr = target.rpartition(":")
-            import importlib
-
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise typer.BadParameter(f"cannot load {target!r}: {exc}") from None
-        del Registry, ResolveError, resolve_function
-        if isinstance(obj, Plan):
-            return obj
-        if isinstance(obj, Workflow):
-            from podium.workflows.plan import plan
-
-            return plan(obj, source_ref=target)
-        raise typer.BadParameter(f"{target!r} is not a Workflow")
-    return load_workflow(target)
+    """A YAML file, or ``module:attr`` / ``file.py:attr`` naming a Workflow defined in Python."""
+    if target.endswith((".yaml", ".yml")) or ":" not in target:
+        return load_workflow(target)
+    module_ref, _, attr = target.rpartition(":")
+    if module_ref.endswith(".py"):
+        target = f"{Path(module_ref).resolve()}:{attr}"
+    try:
+        obj = load_object(target)
+    except ResolveError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if isinstance(obj, Plan):
+        return obj
+    if isinstance(obj, Workflow):
+        return plan(obj, source_ref=target)
+    raise typer.BadParameter(f"{target!r} is a {type(obj).__name__}, not a Workflow")
 
 
 def _parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
@@ -201,10 +195,9 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Run a workflow and show its steps live."""
-    plan = _load(target) if not target.endswith((".yaml", ".yml")) else None
 
     async def go() -> RunResult:
-        p = plan or load_workflow(target)
+        p = _load(target)
         inputs = p.validate_inputs(_parse_inputs(input, input_file))
         async with _engine(db) as engine:
             run_id = engine._new_id()
@@ -417,7 +410,7 @@ def diagram(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow files (for editors and CI)."""
-    sys.stdout.write(json.dumps(Workflow.model_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
 
 def main() -> None:

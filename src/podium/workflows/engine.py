@@ -10,7 +10,6 @@ instant loses nothing that was acknowledged and repeats no finished step.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import random
 import secrets
@@ -44,7 +43,7 @@ from podium.workflows.history import pending_reviews
 from podium.workflows.journal import Journal, Replay, dumps
 from podium.workflows.nodes import describe
 from podium.workflows.plan import Plan, load_text, plan
-from podium.workflows.resolve import Registry
+from podium.workflows.resolve import Registry, load_object
 from podium.workflows.spec import Workflow
 
 _FINAL: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
@@ -199,12 +198,9 @@ class Engine:
         source = record.source
         if source.startswith("python:"):
             ref = source.removeprefix("python:")
-            module_name, _, attr = ref.partition(":")
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            if callable(obj) and not isinstance(obj, Workflow | Plan):
-                obj = obj()
+            obj = load_object(ref)
+            if not isinstance(obj, Workflow | Plan):
+                raise WorkflowError(f"{ref!r} no longer names a Workflow", run_id=record.run_id)
             return self.plan(obj)
         if not source:
             known = self.registry.workflow(record.workflow)

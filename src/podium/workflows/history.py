@@ -55,6 +55,16 @@ def steps_of(events: list[Event]) -> list[StepView]:
         elif e.kind == "review_requested":
             row.status = "waiting"
             row.meta = {"request": data}
+    # blocks (parallel, saga, …) journal only their end: they started with their first child
+    for row in rows.values():
+        if row.attempts == 0:
+            inner = [
+                r.started_at
+                for r in rows.values()
+                if r.started_at is not None and r.path.startswith((row.path + "/", row.path + "["))
+            ]
+            if inner:
+                row.started_at = min(inner)
     return list(rows.values())
 
 

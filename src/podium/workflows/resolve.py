@@ -61,18 +61,12 @@ def _load_file_module(path: Path) -> Any:
     return module
 
 
-def resolve_function(ref: str, registry: Registry, base_dir: Path | None) -> Callable[..., Any]:
-    """``pkg.module:attr``, ``./relative/file.py:attr`` (relative to the definition) or a name."""
-    registered = registry.function(ref)
-    if registered is not None:
-        return registered
-    if ":" not in ref:
-        known = ", ".join(registry.function_names) or "none registered"
-        raise ResolveError(
-            f"unknown function {ref!r}: write 'package.module:function', "
-            f"'./file.py:function', or a registered name ({known})"
-        )
-    module_ref, _, attr = ref.rpartition(":")
+def load_object(ref: str, base_dir: Path | None = None) -> Any:
+    """The object ``ref`` names: ``pkg.module:attr`` or ``path/to/file.py:attr`` (a relative
+    path is taken from ``base_dir``)."""
+    module_ref, sep, attr = ref.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise ResolveError(f"{ref!r} is not 'package.module:name' or 'file.py:name'")
     if module_ref.endswith(".py"):
         path = Path(module_ref)
         if not path.is_absolute() and base_dir is not None:
@@ -95,6 +89,21 @@ def resolve_function(ref: str, registry: Registry, base_dir: Path | None) -> Cal
             target = getattr(target, part)
         except AttributeError:
             raise ResolveError(f"module {module_ref!r} has no attribute {attr!r}") from None
+    return target
+
+
+def resolve_function(ref: str, registry: Registry, base_dir: Path | None) -> Callable[..., Any]:
+    """``pkg.module:attr``, ``./relative/file.py:attr`` (relative to the definition) or a name."""
+    registered = registry.function(ref)
+    if registered is not None:
+        return registered
+    if ":" not in ref:
+        known = ", ".join(registry.function_names) or "none registered"
+        raise ResolveError(
+            f"unknown function {ref!r}: write 'package.module:function', "
+            f"'./file.py:function', or a registered name ({known})"
+        )
+    target = load_object(ref, base_dir)
     if not callable(target):
         raise ResolveError(f"{ref!r} is not callable")
     return target  # type: ignore[no-any-return]

@@ -362,3 +362,17 @@ _ALL_MODELS: list[type[BaseModel]] = [
 ]
 for _model in _ALL_MODELS:
     _model.model_rebuild()
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of workflow files (``podium schema``)."""
+    schema = Workflow.model_json_schema()
+    defs = schema.get("$defs", {})
+    root = defs.get("Workflow", schema)  # recursive models put the root under $defs
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **{k: v for k, v in root.items() if k not in ("title", "description")},
+        "title": "Podium workflow",
+        "description": "A Podium workflow definition (YAML or JSON).",
+        "$defs": defs,
+    }
