@@ -32,23 +32,6 @@ def add(a, b):
     return a + b
 """
 
-# Known gaps outside the YAML loader, each pinned by a strict xfail until it is fixed.
-NESTED_EXPRESSION = (
-    "plan.py _Planner.expr reports every expression problem at the whole value's key "
-    "('steps.1.input'), not at the nested key that holds the expression"
-)
-NO_INPUTS_DECLARED = (
-    "plan.py _Planner.run skips the inputs.<name> check when a workflow declares no inputs, "
-    "though such a workflow rejects every input at run time"
-)
-MANGLED_FUNCTION_NAME = (
-    "plan.py _Planner.call_node names the function by its internal module "
-    "(podium_user_helpers_<hash>:greet) instead of the reference as written"
-)
-NO_ATTRIBUTE_HINT = (
-    "resolve.py resolve_function gives no did-you-mean for a misspelled function name"
-)
-
 
 @dataclass(frozen=True)
 class Expect:
@@ -166,14 +149,12 @@ CASES = [
     bad("expression_syntax.yaml",
         issue("7:5", "steps.1.when", "bad expression syntax: unexpected 'end of print statement'")),
     bad("expression_syntax_in_input.yaml",
-        issue("9:7", "steps.1.input.name", "bad expression syntax"),
-        xfail=NESTED_EXPRESSION),
+        issue("9:7", "steps.1.input.name", "bad expression syntax")),
     bad("unknown_step_ref.yaml",
         issue("7:5", "steps.1.when", "expression reads steps.fetc, but no step has id 'fetc'",
               "did you mean 'fetch'?")),
     bad("unknown_step_ref_in_input.yaml",
-        issue("9:7", "steps.1.input.name", "no step has id 'nope'"),
-        xfail=NESTED_EXPRESSION),
+        issue("9:7", "steps.1.input.name", "no step has id 'nope'")),
     bad("unknown_root_name.yaml",
         issue("6:5", "steps.0.when", "expression reads unknown name 'input'",
               "did you mean 'inputs'?")),
@@ -182,8 +163,7 @@ CASES = [
               "did you mean 'topic'?")),
     bad("undeclared_input_none_declared.yaml",
         issue("4:5", "steps.0.when", "expression reads inputs.topic, which is not declared",
-              "declare it under 'inputs:'"),
-        xfail=NO_INPUTS_DECLARED),
+              "declare it under 'inputs:'")),
     bad("call_missing_module.yaml",
         issue("5:5", "steps.0.call", "cannot import module 'no_such_module'")),
     bad("call_missing_file.yaml", issue("3:5", "steps.0.call", "no such file")),
@@ -191,14 +171,14 @@ CASES = [
         issue("3:5", "steps.0.call", "module './helpers.py' has no attribute 'gret'")),
     bad("call_missing_function.yaml",
         issue("3:5", "steps.0.call", "has no attribute 'gret'", "did you mean 'greet'?"),
-        name="call_missing_function_hint", xfail=NO_ATTRIBUTE_HINT),
+        name="call_missing_function_hint"),
     bad("call_unknown_parameter.yaml",
         issue("6:7", "steps.0.input.greting", "has no parameter 'greting'",
               "did you mean 'greeting'?")),
     bad("call_unknown_parameter.yaml",
         issue("6:7", "steps.0.input.greting",
               "function './helpers.py:greet' has no parameter 'greting'"),
-        name="call_unknown_parameter_names_function", xfail=MANGLED_FUNCTION_NAME),
+        name="call_unknown_parameter_names_function"),
     bad("call_missing_parameter.yaml",
         issue("4:5", "steps.0.input", "needs input 'b'", "add them under 'input:'")),
     bad("unknown_aggregate.yaml",
@@ -322,10 +302,6 @@ def test_issue_renders_file_line_column_key_and_hint(workdir: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.py plan() raises the planner's issues in discovery order, not file order",
-)
 def test_issues_come_in_file_order(workdir: Path) -> None:
     lines = [i.line or 0 for i in _issues_of(workdir / "many_plan_problems.yaml")]
     assert lines == sorted(lines)

@@ -34,6 +34,7 @@ class Journal:
         "_pending",
         "_seq",
         "_store",
+        "concurrent",
         "run_id",
     )
 
@@ -46,6 +47,8 @@ class Journal:
         self._pending: list[Event] = []
         self._inflight: asyncio.Future[None] | None = None
         self._group = store.group_commit
+        self.concurrent = 0
+        """Fan-outs in progress; while any is, a commit waits one loop turn to batch."""
 
     @property
     def last_seq(self) -> int:
@@ -71,18 +74,30 @@ class Journal:
                 self._durable = batch[-1].seq
             return
         while self._durable < target:
-            if self._inflight is None:
-                self._inflight = asyncio.ensure_future(self._flush())
-            await asyncio.shield(self._inflight)
+            inflight = self._inflight
+            if inflight is not None:
+                # another task is writing; our events are in its batch or in the next one
+                await asyncio.shield(inflight)
+                continue
+            await self._flush()
 
     async def _flush(self) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight = done
         try:
-            # Let every task that is ready now record its events first: they share this commit.
-            await asyncio.sleep(0)
-            if self._pending:
-                batch, self._pending = self._pending, []
+            if self.concurrent:
+                # Let every branch that is ready now record its events: they share this commit.
+                await asyncio.sleep(0)
+            batch, self._pending = self._pending, []
+            if batch:
                 await self._store.append(batch)
                 self._durable = batch[-1].seq
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved here; waiters re-raise it
+            raise
+        else:
+            done.set_result(None)
         finally:
             self._inflight = None
 

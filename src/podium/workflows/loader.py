@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from podium.errors import DefinitionError, DefinitionIssue
+from podium.workflows import spec
 from podium.workflows.spec import STEP_KINDS, Workflow, step_kind
 
 Loc = tuple[str | int, ...]
@@ -441,8 +442,6 @@ def _hint_for(error: Any, key: str | None, source: Source, loc: Sequence[str | i
 
 def _parent_keys(source: Source, loc: Sequence[str | int]) -> list[str]:
     """The keys the model holding the offending key accepts."""
-    from podium.workflows import spec
-
     parent, path = source.walk(loc[:-1], tagged=True)
     model: Any = None
     if not path or (path[-1] == "workflow" and not _at_step(path)):

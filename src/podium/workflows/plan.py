@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from podium.errors import DefinitionError, DefinitionIssue
 from podium.workflows import spec
 from podium.workflows.context import Namespace, RunState
-from podium.workflows.expressions import ROOT_NAMES, Compiled, ExpressionError, compile_value
+from podium.workflows.expressions import (
+    ROOT_NAMES,
+    Compiled,
+    ExpressionError,
+    compile_string,
+    compile_value,
+)
 from podium.workflows.loader import Loc, Source, parse_yaml, validate_source
 from podium.workflows.nodes import (
     CallNode,
@@ -169,26 +175,37 @@ class _Planner:
         self.issues.append(DefinitionIssue(message, self.file, line, col, key, hint))
 
     # -- expressions ----------------------------------------------------------------------
+    def _where(self, path: Loc, fallback: Loc) -> Loc:
+        """The part of ``path`` that is written in the file (values the planner synthesises,
+        like a model step's message list, are reported at ``fallback``)."""
+        if self.source is None:
+            return path
+        _node, found = self.source.walk(path)
+        return tuple(found) if len(found) >= len(fallback) else fallback
+
     def expr(self, value: Any, loc: Loc) -> Compiled:
-        try:
-            compiled = compile_value(value)
-        except ExpressionError as exc:
-            self.issue(loc, f"{exc} in {exc.source!r}")
-            return compile_value(None)
-        unknown = compiled.refs.roots - ROOT_NAMES - _JINJA_GLOBALS
-        for name in sorted(unknown):
-            near = difflib.get_close_matches(name, sorted(ROOT_NAMES), n=1)
-            self.issue(
-                loc,
-                f"expression reads unknown name {name!r}",
-                f"did you mean '{near[0]}'?"
-                if near
-                else "expressions start from inputs, steps, "
-                "item, index, task, results, loop, saga or run",
-            )
-        self.step_refs.extend((s, loc) for s in compiled.refs.steps)
-        self.input_refs.extend((s, loc) for s in compiled.refs.inputs)
-        return compiled
+        failed = False
+        for path, text in _strings(value, loc):
+            where = self._where(path, loc)
+            try:
+                compiled = compile_string(text)
+            except ExpressionError as exc:
+                self.issue(where, f"{exc} in {exc.source!r}")
+                failed = True
+                continue
+            for name in sorted(compiled.refs.roots - ROOT_NAMES - _JINJA_GLOBALS):
+                near = difflib.get_close_matches(name, sorted(ROOT_NAMES), n=1)
+                self.issue(
+                    where,
+                    f"expression reads unknown name {name!r}",
+                    f"did you mean '{near[0]}'?"
+                    if near
+                    else "expressions start from inputs, steps, "
+                    "item, index, task, results, loop, saga or run",
+                )
+            self.step_refs.extend((s, where) for s in compiled.refs.steps)
+            self.input_refs.extend((s, where) for s in compiled.refs.inputs)
+        return compile_value(None if failed else value)
 
     def cond(self, text: str | None, loc: Loc) -> Any:
         if text is None:
@@ -330,8 +347,9 @@ class _Planner:
             try:
                 fn = resolve_function(fn, self.registry, self.base_dir)
             except ResolveError as exc:
-                self.issue((*loc, "call"), str(exc))
+                self.issue((*loc, "call"), str(exc), exc.hint)
                 fn = _unresolved
+        label = step.call if isinstance(step.call, str) else _callable_name(fn)
         wants_ctx = False
         try:
             params = inspect.signature(fn).parameters
@@ -348,7 +366,7 @@ class _Planner:
                     near = difflib.get_close_matches(key, names, n=1)
                     self.issue(
                         (*loc, "input", key),
-                        f"function {_callable_name(fn)} has no parameter {key!r}",
+                        f"function {label!r} has no parameter {key!r}",
                         f"did you mean '{near[0]}'?"
                         if near
                         else "parameters: " + (", ".join(names) or "none"),
@@ -365,8 +383,7 @@ class _Planner:
                 if missing:
                     self.issue(
                         (*loc, "input"),
-                        f"function {_callable_name(fn)} needs input "
-                        + ", ".join(repr(m) for m in missing),
+                        f"function {label!r} needs input " + ", ".join(repr(m) for m in missing),
                         "add them under 'input:'",
                     )
         return CallNode(
@@ -467,7 +484,7 @@ class _Planner:
                     custom = resolve_function(agg, self.registry, self.base_dir)
                     agg = "custom"
                 except ResolveError as exc:
-                    self.issue((*loc, "aggregate"), str(exc))
+                    self.issue((*loc, "aggregate"), str(exc), exc.hint)
             else:
                 near = difflib.get_close_matches(agg, _AGGREGATES, n=1)
                 self.issue(
@@ -526,15 +543,14 @@ class _Planner:
                     if near
                     else "known steps: " + (", ".join(sorted(self.ids)) or "none"),
                 )
-        if self.workflow.inputs:
-            for ref, loc in self.input_refs:
-                if ref not in self.workflow.inputs:
-                    near = difflib.get_close_matches(ref, list(self.workflow.inputs), n=1)
-                    self.issue(
-                        loc,
-                        f"expression reads inputs.{ref}, which is not declared",
-                        f"did you mean '{near[0]}'?" if near else "declare it under 'inputs:'",
-                    )
+        for ref, loc in self.input_refs:
+            if ref not in self.workflow.inputs:
+                near = difflib.get_close_matches(ref, list(self.workflow.inputs), n=1)
+                self.issue(
+                    loc,
+                    f"expression reads inputs.{ref}, which is not declared",
+                    f"did you mean '{near[0]}'?" if near else "declare it under 'inputs:'",
+                )
         for name, inp in self.workflow.inputs.items():
             if "default" in inp.model_fields_set and inp.default is not None and inp.type != "any":
                 try:
@@ -549,6 +565,18 @@ class _Planner:
                         f"default {inp.default!r} is not of type {inp.type}",
                     )
         return root, output
+
+
+def _strings(value: Any, loc: Loc) -> Any:
+    """Every string inside ``value``, with its path."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*loc, i))
 
 
 async def _unresolved(**_: Any) -> None:  # placeholder for a function that failed to resolve
@@ -569,7 +597,12 @@ def plan(
     planner = _Planner(workflow, source, registry, base_dir, _stack)
     root, output = planner.run()
     if planner.issues:
-        raise DefinitionError(planner.issues)
+        raise DefinitionError(
+            sorted(
+                planner.issues,
+                key=lambda i: (i.file != planner.file, i.line or 0, i.column or 0),
+            )
+        )
     if source is not None:
         text = source.text
         digest = hashlib.sha256(text.encode()).hexdigest()

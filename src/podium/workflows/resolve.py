@@ -3,6 +3,7 @@ name) and sub-workflows (a file path or a registered name)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -13,7 +14,11 @@ from typing import Any
 
 
 class ResolveError(Exception):
-    """A name could not be resolved; the message says why."""
+    """A name could not be resolved; the message says why, ``hint`` what was probably meant."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class Registry:
@@ -88,7 +93,12 @@ def load_object(ref: str, base_dir: Path | None = None) -> Any:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ResolveError(f"module {module_ref!r} has no attribute {attr!r}") from None
+            names = [n for n in dir(target) if not n.startswith("_")]
+            near = difflib.get_close_matches(part, names, n=1)
+            raise ResolveError(
+                f"module {module_ref!r} has no attribute {attr!r}",
+                f"did you mean '{near[0]}'?" if near else None,
+            ) from None
     return target
 
 

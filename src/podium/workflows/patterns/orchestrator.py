@@ -79,6 +79,7 @@ class OrchestrateNode(Node):
             return lambda: worker.run_at(rt, frame, f"{path}/{i}:{task['worker']}")
 
         outcomes = await fan_out(
+            rt,
             list(range(len(tasks))),
             [branch(i, t) for i, t in enumerate(tasks)],
             limit=self.max_concurrency or rt.max_concurrency,

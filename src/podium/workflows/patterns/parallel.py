@@ -30,6 +30,7 @@ class Outcome:
 
 
 async def fan_out(
+    rt: RunState,
     keys: Sequence[Any],
     branches: Sequence[Branch],
     *,
@@ -67,8 +68,21 @@ async def fan_out(
         if stop_on_success and outcomes[i] is not None and outcomes[i].ok:  # type: ignore[union-attr]
             raise _Stop
 
-    tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
-    if stop_on_failure or stop_on_success:
+    rt.journal.concurrent += 1
+    try:
+        return await _settle(
+            [asyncio.ensure_future(one(i)) for i in range(n)],
+            outcomes,
+            stop_on_failure or stop_on_success,
+        )
+    finally:
+        rt.journal.concurrent -= 1
+
+
+async def _settle(
+    tasks: list[asyncio.Future[None]], outcomes: list[Outcome | None], stop_early: bool
+) -> list[Outcome | None]:
+    if stop_early:
         pending: set[asyncio.Future[None]] = set(tasks)
         try:
             while pending:
@@ -137,6 +151,7 @@ class FanOutNode(Node):
         limit = self.max_concurrency or rt.max_concurrency
         first = self.aggregate == "first"
         outcomes = await fan_out(
+            rt,
             keys,
             branches,
             limit=limit,
