@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/podium run examples/hello.yaml --input name=world
-	$(BIN)/podium runs
+	$(BIN)/podium serve --workflows examples
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -18,11 +18,20 @@ The tree::
     │   └── NonDeterminism             a resumed run's definition no longer matches its journal
     └── ModelError                     a model call failed; carries ``provider``, ``model``,
         │                               ``request_id`` and ``retryable``
-        └── ModelNotFound
+        ├── ModelNotFound              no such model in the catalog/registry, or at the provider
+        ├── CapabilityUnsupported      the model cannot do that (e.g. embeddings on a chat model)
+        ├── LocalModelUnavailable      a local model's package or binary is not installed
+        ├── AuthenticationFailed       bad or missing API key (401/403)
+        ├── BadModelRequest            the provider refused the request as invalid (400/422)
+        ├── ContextLengthExceeded      the prompt does not fit the model's context window
+        ├── ContentRefused             the provider's content policy refused the request
+        ├── RateLimited                429; ``retry_after`` seconds when the provider says
+        ├── ProviderOverloaded         5xx / overloaded
+        └── ProviderTimeout            no answer in time, or a stream cut mid-way
 
-``WorkflowSuspended`` is not an error: it is the control signal a run raises when it must wait
-durably (e.g. for a human review), so it derives from ``BaseException``-free ``Exception`` only to
-travel through ``asyncio`` and is caught by the engine.
+``WorkflowSuspended`` is not an error and not a ``PodiumError``: it is the control signal a run
+raises when it must wait durably (for a human review); the engine catches it and marks the run
+``waiting``.
 """
 
 from __future__ import annotations
@@ -175,7 +184,56 @@ class ModelError(PodiumError):
 
 
 class ModelNotFound(ModelError):
-    """No model with this name is registered."""
+    """No model with this name is registered (or the provider does not know it)."""
+
+
+class CapabilityUnsupported(ModelError):
+    """The model does not offer the requested capability."""
+
+
+class LocalModelUnavailable(ModelError):
+    """A local model's package, weights or binary is missing; the message names what to install."""
+
+
+class AuthenticationFailed(ModelError):
+    """The provider rejected the credentials."""
+
+
+class BadModelRequest(ModelError):
+    """The provider rejected the request as malformed."""
+
+
+class ContextLengthExceeded(ModelError):
+    """The request does not fit the model's context window."""
+
+
+class ContentRefused(ModelError):
+    """The provider's content policy refused the request or the answer."""
+
+
+class RateLimited(ModelError):
+    """The provider is rate-limiting us; ``retry_after`` is its hint, in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        kw.setdefault("retryable", True)
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ProviderOverloaded(ModelError):
+    """The provider failed or is overloaded (5xx); trying again later may succeed."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("retryable", True)
+        super().__init__(message, **kw)
+
+
+class ProviderTimeout(ModelError):
+    """The provider did not answer in time, or a stream was cut before it completed."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("retryable", True)
+        super().__init__(message, **kw)
 
 
 @dataclass

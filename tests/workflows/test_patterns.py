@@ -15,6 +15,7 @@ from podium.dsl import (
     loop,
     orchestrate,
     parallel,
+    review,
     saga,
     sequence,
     sub,
@@ -676,3 +677,31 @@ async def test_run_inputs_are_validated_before_anything_runs(make_engine: Any) -
     with pytest.raises(DefinitionError, match="missing required input 'n'"):
         await engine.run(wf, {})
     assert await engine.store.list_runs() == []
+
+
+async def test_cancel_before_the_run_starts_is_recorded(make_engine: Any) -> None:
+    engine = make_engine()
+    run_id = await engine.start(workflow("c", call("a", lambda: 1)))
+    result = await engine.cancel(run_id)  # the task has not run a single step yet
+    assert result.status == "cancelled"
+    assert (await engine.store.get_run(run_id)).status == "cancelled"
+
+
+async def test_concurrent_resumes_drive_a_run_once(make_engine: Any) -> None:
+    calls = 0
+
+    async def once() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    wf = workflow("r", review("gate", "go?"), call("after", once))
+    engine = make_engine()
+    waiting = await engine.run(wf)
+    await engine.approve(waiting.run_id, "gate")
+    first, second = await asyncio.gather(
+        engine.resume(waiting.run_id, wf), engine.resume(waiting.run_id, wf)
+    )
+    assert first.output == second.output == 1
+    assert calls == 1

@@ -111,7 +111,13 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+_REASONS = {413: "ContentTooLarge"}
+"""RFC 9110 names that older Pythons' ``HTTPStatus`` spell differently."""
+
+
 def _reason(status: int) -> str:
+    if status in _REASONS:
+        return _REASONS[status]
     try:
         return HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
     except ValueError:
@@ -162,7 +168,7 @@ def podium_error_response(exc: PodiumError) -> JSONResponse:
     return error_response(status_of(exc), type(exc).__name__, str(exc), **extra)
 
 
-def install_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
+def install_error_handlers(app: FastAPI) -> None:
     """Make every failure of ``app`` answer in Podium's error shape."""
 
     async def on_podium_error(_: Request, exc: Exception) -> JSONResponse:
@@ -175,14 +181,8 @@ def install_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        message = str(exc.detail)
-        if exc.status_code == 413:
-            message = (
-                f"request body too large: the limit is {max_body_bytes} bytes "
-                f"({max_body_bytes / 1024 / 1024:g} MiB)"
-            )
         return error_response(
-            exc.status_code, _reason(exc.status_code), message, headers=exc.headers
+            exc.status_code, _reason(exc.status_code), str(exc.detail), headers=exc.headers
         )
 
     async def on_invalid_request(_: Request, exc: Exception) -> JSONResponse:

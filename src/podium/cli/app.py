@@ -413,6 +413,11 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
 
+from podium.cli.serve import serve  # noqa: E402
+
+app.command()(serve)
+
+
 def main() -> None:
     """Entry point of the ``podium`` script."""
     app()

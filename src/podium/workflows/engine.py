@@ -219,9 +219,17 @@ class Engine:
     async def resume(
         self, run_id: str, target: Workflow | Plan | None = None, *, force: bool = False
     ) -> RunResult:
-        """Continue a run from its journal. Finished steps are replayed, never re-executed."""
-        if run_id in self._active:
-            return await self.wait(run_id)
+        """Continue a run from its journal. Finished steps are replayed, never re-executed.
+
+        A run already being driven by this engine is not driven twice: the call waits for it.
+        """
+        active = self._active.get(run_id)
+        if active is not None:
+            return await asyncio.shield(active)
+        # registered before the first await, so a concurrent resume() finds it
+        return await self._track(run_id, self._resume(run_id, target, force))
+
+    async def _resume(self, run_id: str, target: Workflow | Plan | None, force: bool) -> RunResult:
         record = await self.store.get_run(run_id)
         if record.status in _FINAL:
             return RunResult.from_record(record)
@@ -241,7 +249,7 @@ class Engine:
             )
             replay.last_seq += 1
         inputs = replay.inputs if replay.inputs is not None else json.loads(record.inputs)
-        return await self._track(run_id, self._drive(p, run_id, inputs, replay))
+        return await self._drive(p, run_id, inputs, replay)
 
     async def recover(self, *workflows: Workflow | Plan) -> list[RunResult]:
         """Resume every run a crash left ``running`` (call at start-up).
@@ -300,7 +308,7 @@ class Engine:
             try:
                 return await asyncio.shield(task)
             except asyncio.CancelledError:
-                return await self.result(run_id)
+                pass  # cancelled before it started: nothing recorded it, so record it below
             finally:
                 self._cancelling.discard(run_id)
         record = await self.store.get_run(run_id)

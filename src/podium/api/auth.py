@@ -1,0 +1,241 @@
+"""Who may call the API, and what each route needs: deny by default.
+
+Two layers:
+
+- **Authentication** (:class:`BearerAuth`, ASGI middleware): every request to a path that is not
+  declared public must carry ``Authorization: Bearer <token>`` that an :class:`Authenticator`
+  accepts, or it gets a 401 with ``WWW-Authenticate: Bearer`` before any route, body parsing or
+  404 is reached. The accepted :class:`Principal` travels in the request scope.
+- **Authorization** (:func:`require`, a route dependency): each route declares the one
+  permission it needs from :data:`PERMISSIONS`; a principal without it gets a 403. Open routes
+  declare :func:`public` instead. :func:`route_permissions` reads the declarations back, so a
+  test can fail any route that declares none, and role-based access control can later map roles
+  to these permissions without touching the routes.
+
+The first authenticator is :class:`AdminToken`: one secret, compared in constant time, granting
+every permission. Tokens are never logged, and never shown by ``repr``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Protocol
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from podium.api.errors import ApiError, error_response
+
+PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "workflows:read": "List the served workflows and read their definitions.",
+        "runs:read": "List runs and read their state, steps and journal.",
+        "runs:start": "Start runs of a served workflow.",
+        "runs:review": "Approve or reject human-review steps.",
+        "runs:control": "Resume and cancel runs.",
+    }
+)
+"""Every permission a route may require, with what it allows."""
+
+PUBLIC: Final = "public"
+"""The declaration of a route anyone may call (``/healthz``, the API docs)."""
+
+PRINCIPAL_SCOPE_KEY: Final = "podium.principal"
+"""Where :class:`BearerAuth` leaves the authenticated principal in the ASGI scope."""
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The admin token (`PODIUM_ADMIN_TOKEN`, or the one `podium serve` printed).",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller and the permissions it holds."""
+
+    subject: str
+    """Who: shown as the reviewer when a decision names nobody."""
+    permissions: frozenset[str]
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+class Authenticator(Protocol):
+    """Turns a bearer token into a principal, or refuses it."""
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The token's principal, or ``None`` if the token is not valid."""
+        ...
+
+
+class AdminToken:
+    """One shared secret that grants every permission."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("the admin token must not be empty")
+        self._secret = token.encode("utf-8")
+
+    def __repr__(self) -> str:
+        return "AdminToken(<redacted>)"
+
+    def authenticate(self, token: str) -> Principal | None:
+        if hmac.compare_digest(token.encode("utf-8"), self._secret):
+            return Principal("admin", frozenset(PERMISSIONS))
+        return None
+
+
+def _token_from(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+class BearerAuth:
+    """ASGI middleware: refuse every non-public request without a valid bearer token."""
+
+    def __init__(
+        self, app: ASGIApp, *, authenticator: Authenticator, public_paths: frozenset[str]
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        token = _token_from(Headers(scope=scope))
+        principal = self.authenticator.authenticate(token) if token is not None else None
+        if principal is not None:
+            scope[PRINCIPAL_SCOPE_KEY] = principal
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if token is None:
+            message, challenge = "missing bearer token", 'Bearer realm="podium"'
+        else:
+            message = "invalid bearer token"
+            challenge = 'Bearer realm="podium", error="invalid_token"'
+        response = error_response(
+            401, "Unauthorized", message, headers={"WWW-Authenticate": challenge}
+        )
+        await response(scope, receive, send)
+
+
+class Require:
+    """The dependency behind :func:`require`: checks one permission of the caller."""
+
+    def __init__(self, permission: str) -> None:
+        if permission not in PERMISSIONS:
+            raise ValueError(
+                f"unknown permission {permission!r}; declare it in podium.api.auth.PERMISSIONS"
+            )
+        self.permission = permission
+
+    def __repr__(self) -> str:
+        return f"require({self.permission!r})"
+
+    async def __call__(
+        self,
+        request: Request,
+        # Declared so the OpenAPI spec shows the bearer scheme; BearerAuth did the checking.
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+        if not isinstance(principal, Principal):
+            raise ApiError(
+                401,
+                "missing bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="podium"'},
+            )
+        if not principal.can(self.permission):
+            raise ApiError(403, f"this token lacks the permission {self.permission!r}")
+        return principal
+
+
+def require(permission: str) -> Any:
+    """Declare (and enforce) the permission a route needs.
+
+    Use in ``dependencies=[require("runs:read")]``, or as
+    ``principal: Annotated[Principal, require("runs:review")]`` to see who calls. The OpenAPI
+    spec lists the permission as the operation's bearer "scope" (OpenAPI 3.1 roles).
+    """
+    return Security(Require(permission), scopes=[permission])
+
+
+async def _public() -> None:
+    """Marker dependency of an open route."""
+
+
+def public() -> Any:
+    """Declare a route open to anyone (no token). Its path must be static."""
+    return Depends(_public)
+
+
+def _declared(dependant: Dependant) -> list[str]:
+    found: list[str] = []
+    pending = list(dependant.dependencies)
+    while pending:
+        dep = pending.pop()
+        if isinstance(dep.call, Require):
+            found.append(dep.call.permission)
+        elif dep.call is _public:
+            found.append(PUBLIC)
+        pending.extend(dep.dependencies)
+    return found
+
+
+def _doc_paths(app: FastAPI) -> set[str]:
+    urls = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return {u for u in urls if u}
+
+
+def route_permissions(app: FastAPI) -> list[tuple[RouteContext, list[str]]]:
+    """Every route ``app`` serves, with what it declares: permissions, ``[PUBLIC]``, or ``[]``.
+
+    Routes behind included routers are reached through FastAPI's ``iter_route_contexts``
+    (``app.routes`` itself holds one opaque node per included router). The generated API docs
+    (OpenAPI spec, Swagger UI, ReDoc) are public: they describe the API, hold no data, and a
+    browser cannot send a bearer token when it opens them.
+    """
+    table: list[tuple[RouteContext, list[str]]] = []
+    docs = _doc_paths(app)
+    for ctx in iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, APIRoute):
+            # The effective dependant holds router-level dependencies too.
+            dependant = getattr(ctx, "dependant", None) or route.dependant
+            table.append((ctx, _declared(dependant)))
+        elif isinstance(route, Route) and route.path in docs:
+            table.append((ctx, [PUBLIC]))
+        else:
+            table.append((ctx, []))
+    return table
+
+
+def public_paths(app: FastAPI) -> frozenset[str]:
+    """The exact paths :class:`BearerAuth` lets through without a token."""
+    paths: set[str] = set()
+    for ctx, declared in route_permissions(app):
+        if declared == [PUBLIC]:
+            path = str(ctx.path)
+            if "{" in path:
+                raise ValueError(f"a public route needs a static path, not {path!r}")
+            paths.add(path)
+    return frozenset(paths)

@@ -1,0 +1,217 @@
+"""Runs: start them, read them and their journal, decide their reviews, resume and cancel them.
+
+Starting, deciding and resuming answer at once (202) and let the run go on in the background;
+poll ``GET /api/runs/{run_id}`` to follow it. Before a resume is handed to the background, the
+run's plan is rebuilt here, so a definition that no longer loads or has changed is reported to
+the caller rather than only logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from podium.api.auth import Principal, require
+from podium.api.errors import ERROR_RESPONSES
+from podium.api.routes.workflows import find_workflow
+from podium.api.schemas import (
+    Decision,
+    DecisionAccepted,
+    EventInfo,
+    PendingReview,
+    ResumeRun,
+    RunDetail,
+    RunState,
+    RunSummary,
+    StartRun,
+    StepInfo,
+)
+from podium.api.state import EngineDep, StateDep
+from podium.errors import NonDeterminism
+from podium.types import RunStatus
+from podium.workflows.engine import Engine
+from podium.workflows.history import pending_reviews, steps_of
+from podium.workflows.journal import Replay
+from podium.workflows.plan import Plan
+
+router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
+
+_FINAL: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The run's state does not allow this"}
+}
+
+
+@router.post(
+    "/workflows/{name}/runs",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[require("runs:start")],
+    responses={
+        200: {"model": RunState, "description": "With wait=true: the run finished or waits"},
+        404: {"description": "No such workflow"},
+    },
+)
+async def start_run(
+    name: str, body: StartRun, response: Response, state: StateDep, engine: EngineDep
+) -> RunState:
+    """Start a run of a served workflow; invalid inputs are refused with a 422."""
+    plan = find_workflow(state, name)
+    run_id = await engine.start(plan, body.inputs)
+    response.headers["Location"] = f"/api/runs/{run_id}"
+    if not body.wait:
+        return RunState(run_id=run_id, status="running")
+    # wait() shields the run: a client that hangs up does not cancel it.
+    result = await engine.wait(run_id)
+    response.status_code = status.HTTP_200_OK
+    return RunState.of(result)
+
+
+@router.get("/runs", dependencies=[require("runs:read")])
+async def list_runs(
+    engine: EngineDep,
+    status: RunStatus | None = None,
+    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[RunSummary]:
+    """Runs, newest first."""
+    records = await engine.store.list_runs(status=status, workflow=workflow, limit=limit)
+    return [RunSummary.of(r) for r in records]
+
+
+@router.get("/runs/{run_id}", dependencies=[require("runs:read")], responses=_NOT_FOUND)
+async def get_run(run_id: str, engine: EngineDep) -> RunDetail:
+    """A run: its header, inputs, result, steps and the reviews it waits for."""
+    record = await engine.store.get_run(run_id)
+    events = await engine.store.events(run_id)
+    waiting = set(pending_reviews(events)) if record.status == "waiting" else set()
+    reviews = []
+    for e in events:
+        if e.kind == "review_requested" and e.step in waiting:
+            asked = json.loads(e.data) if e.data else {}
+            reviews.append(
+                PendingReview(step=e.step, prompt=asked.get("prompt"), data=asked.get("data"))
+            )
+    summary = RunSummary.of(record)
+    return RunDetail(
+        **summary.model_dump(),
+        inputs=json.loads(record.inputs),
+        output=json.loads(record.result) if record.result else None,
+        error=json.loads(record.error) if record.error else None,
+        steps=[StepInfo.of(s) for s in steps_of(events)],
+        pending_reviews=reviews,
+    )
+
+
+@router.get("/runs/{run_id}/events", dependencies=[require("runs:read")], responses=_NOT_FOUND)
+async def get_events(
+    run_id: str,
+    engine: EngineDep,
+    after: Annotated[int, Query(ge=0, description="Only events with a greater seq.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[EventInfo]:
+    """The run's journal, in order: page with ``after`` = the last ``seq`` seen."""
+    await engine.store.get_run(run_id)  # 404 for an unknown run, not an empty journal
+    events = await engine.store.events(run_id, after=after)
+    return [EventInfo.of(e) for e in events[:limit]]
+
+
+async def _plan_for_resume(engine: Engine, run_id: str, *, force: bool) -> Plan | None:
+    """Rebuild the plan a resume will run (``None`` if the run is over), or raise why not."""
+    record = await engine.store.get_run(run_id)
+    if record.status in _FINAL:
+        return None
+    plan = engine.rebuild(record, Replay.from_events(await engine.store.events(run_id)))
+    if plan.source_hash != record.source_hash and not force:
+        raise NonDeterminism(
+            f"run {run_id}: the workflow definition changed since the run started "
+            "(resume with force=true to continue with the new definition)",
+            run_id=run_id,
+        )
+    return plan
+
+
+async def _decide(
+    run_id: str,
+    body: Decision,
+    approved: bool,
+    principal: Principal,
+    state: StateDep,
+    engine: Engine,
+) -> DecisionAccepted:
+    plan = await _plan_for_resume(engine, run_id, force=False)
+    by = body.by or principal.subject
+    path = await engine.decide(run_id, body.step, approved=approved, comment=body.comment, by=by)
+    assert plan is not None  # decide() refuses a run that is not waiting
+    state.spawn(engine.resume(run_id, plan), what=f"resuming run {run_id} after review")
+    return DecisionAccepted(run_id=run_id, step=path, approved=approved, by=by)
+
+
+@router.post(
+    "/runs/{run_id}/approve",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_NOT_FOUND, **_CONFLICT},
+)
+async def approve(
+    run_id: str,
+    body: Decision,
+    principal: Annotated[Principal, require("runs:review")],
+    state: StateDep,
+    engine: EngineDep,
+) -> DecisionAccepted:
+    """Approve a waiting review step; the run resumes in the background."""
+    return await _decide(run_id, body, True, principal, state, engine)
+
+
+@router.post(
+    "/runs/{run_id}/reject",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_NOT_FOUND, **_CONFLICT},
+)
+async def reject(
+    run_id: str,
+    body: Decision,
+    principal: Annotated[Principal, require("runs:review")],
+    state: StateDep,
+    engine: EngineDep,
+) -> DecisionAccepted:
+    """Reject a waiting review step; the run resumes in the background (and fails there,
+    unless the step says ``on_reject: continue``)."""
+    return await _decide(run_id, body, False, principal, state, engine)
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[require("runs:control")],
+    responses={
+        200: {"model": RunState, "description": "The run is already over: its state"},
+        **_NOT_FOUND,
+        **_CONFLICT,
+    },
+)
+async def resume(
+    run_id: str,
+    response: Response,
+    state: StateDep,
+    engine: EngineDep,
+    body: Annotated[ResumeRun | None, Body()] = None,
+) -> RunState:
+    """Continue a run from its journal in the background: finished steps are replayed, never
+    re-executed. A run waiting for a review just suspends again until it is decided."""
+    force = body.force if body is not None else False
+    plan = await _plan_for_resume(engine, run_id, force=force)
+    if plan is None:
+        response.status_code = status.HTTP_200_OK
+        return RunState.of(await engine.result(run_id))
+    state.spawn(engine.resume(run_id, plan, force=force), what=f"resuming run {run_id}")
+    return RunState(run_id=run_id, status="running")
+
+
+@router.post("/runs/{run_id}/cancel", dependencies=[require("runs:control")], responses=_NOT_FOUND)
+async def cancel(run_id: str, engine: EngineDep) -> RunState:
+    """Cancel a run: a running one is interrupted, a waiting one is marked cancelled. A run that
+    is already over is left as it is."""
+    return RunState.of(await engine.cancel(run_id))

@@ -1,0 +1,73 @@
+"""What the routes share while the server runs: the engine, the catalog, background work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+
+from podium.api.catalog import WorkflowCatalog
+from podium.errors import PodiumError
+from podium.workflows.engine import Engine
+
+log = logging.getLogger("podium.api")
+T = TypeVar("T")
+
+
+@dataclass
+class ApiState:
+    """The running server's engine and workflows, and the tasks it started in the background."""
+
+    engine: Engine | None = None
+    """Set by the lifespan; ``None`` before start-up and after shutdown."""
+    catalog: WorkflowCatalog = field(default_factory=WorkflowCatalog)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, T], *, what: str) -> asyncio.Task[T]:
+        """Run ``work`` in the background; nobody awaits it, so a failure is logged."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+
+        def finished(done: asyncio.Task[T]) -> None:
+            self.tasks.discard(done)
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if isinstance(exc, PodiumError):
+                log.warning("%s failed: %s", what, exc)
+            elif exc is not None:
+                log.error("%s crashed", what, exc_info=exc)
+
+        task.add_done_callback(finished)
+        return task
+
+    async def stop(self) -> None:
+        """Cancel the background tasks and wait for them (interrupted runs stay resumable)."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def get_state(request: Request) -> ApiState:
+    """The app's :class:`ApiState` (a route dependency)."""
+    state = getattr(request.app.state, "podium", None)
+    if not isinstance(state, ApiState):
+        raise RuntimeError("this app was not built by podium.api.create_app")
+    return state
+
+
+def get_engine(request: Request) -> Engine:
+    """The running engine (a route dependency)."""
+    engine = get_state(request).engine
+    if engine is None:
+        raise RuntimeError("the API is not started: run the app's lifespan")
+    return engine
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
