@@ -417,6 +417,10 @@ from podium.cli.serve import serve  # noqa: E402
 
 app.command()(serve)
 
+from podium.cli.models import models_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+
 
 def main() -> None:
     """Entry point of the ``podium`` script."""

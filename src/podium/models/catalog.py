@@ -22,13 +22,16 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from podium.errors import ConfigError, DefinitionError, DefinitionIssue, ModelNotFound
 from podium.models.base import Capability
+
+if TYPE_CHECKING:
+    from podium.workflows.loader import Source
 
 USER_CATALOG = "catalog.yaml"
 """The user's catalog file inside ``Settings.home``; ``podium models import`` writes it."""
@@ -122,9 +125,10 @@ def _money(value: object) -> object:
     if isinstance(value, bool) or value is None:
         raise ValueError("a price must be a quoted decimal string, e.g. '0.0000025'")
     if isinstance(value, float):
+        written = format(Decimal(repr(value)), "f")
         raise ValueError(
-            f"write the price {value!r} as a quoted string (e.g. '0.0000025'): an unquoted YAML "
-            "decimal is a float, which cannot hold most prices exactly"
+            f"quote the price ('{written}'): an unquoted decimal is a YAML float, which cannot "
+            "hold most prices exactly"
         )
     if isinstance(value, int | Decimal):
         return Decimal(value)
@@ -227,13 +231,13 @@ class Catalog:
         self._aliases: dict[str, str] = {}
         for info in models:
             if info.name in self._models:
-                raise ValueError(f"model {info.name!r} is listed twice")
+                raise _Clash(info.name, f"model {info.name!r} is listed twice")
             self._models[info.name] = info
         for info in self._models.values():
             for alias in info.aliases:
                 taken = self._aliases.get(alias) or (alias if alias in self._models else None)
                 if taken is not None and taken != info.name:
-                    raise ValueError(f"alias {alias!r} of {info.name!r} already names {taken!r}")
+                    raise _Clash(info.name, f"alias {alias!r} already names {taken!r}")
                 self._aliases[alias] = info.name
 
     @classmethod
@@ -261,9 +265,13 @@ class Catalog:
         user = home / USER_CATALOG
         return cls.load(user) if user.is_file() else cls.builtin()
 
-    def merged(self, text: str, file: str) -> Catalog:
-        """This catalog with the YAML catalog ``text`` (read from ``file``) layered over it."""
-        data, spec = _parse(text, file)
+    def merged(self, text: str, file: str, *, data: Any = None) -> Catalog:
+        """This catalog with the YAML catalog ``text`` (read from ``file``) layered over it.
+
+        ``data`` is ``text`` already loaded (by a safe YAML loader), to spare parsing it again;
+        ``text`` is still needed to locate any problem.
+        """
+        data, spec = _parse(text, file, data)
         models = dict(self._models)
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: set[str] = set()
@@ -280,8 +288,10 @@ class Catalog:
         if not problems:
             try:
                 return Catalog(models.values())
-            except ValueError as exc:
-                problems.append((("models",), str(exc)))
+            except _Clash as exc:
+                index = next((i for i, e in enumerate(spec.models) if e.name == exc.model), None)
+                where = ("models",) if index is None else ("models", index, "aliases")
+                problems.append((where, str(exc)))
         raise CatalogError(_locate(problems, data, text, file))
 
     def lookup(self, name: str) -> ModelInfo | None:
@@ -338,6 +348,12 @@ def _builtin() -> Catalog:
     return Catalog().merged(source.read_text(encoding="utf-8"), str(source))
 
 
+class _Clash(ValueError):
+    def __init__(self, model: str, message: str) -> None:
+        self.model = model
+        super().__init__(message)
+
+
 class _EntryProblem(Exception):
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         self.loc = loc
@@ -351,10 +367,15 @@ def _apply(existing: ModelInfo | None, entry: ModelSpec) -> ModelInfo:
         raise _EntryProblem(
             ("provider",), f"provider {entry.provider!r} differs from the name's {prefix!r}"
         )
-    new = sorted((p.to_price() for p in entry.prices), key=lambda p: p.effective_from)
-    for j, (a, b) in enumerate(itertools.pairwise(new)):
+    written = sorted(
+        ((p.to_price(), j) for j, p in enumerate(entry.prices)), key=lambda t: t[0].effective_from
+    )
+    for (a, _), (b, j) in itertools.pairwise(written):
         if a.effective_from == b.effective_from:
-            raise _EntryProblem(("prices", j + 1), f"two prices take effect on {a.effective_from}")
+            raise _EntryProblem(
+                ("prices", j, "effective_from"), f"two prices take effect on {a.effective_from}"
+            )
+    new = [p for p, _ in written]
     if existing is None:
         if not entry.capabilities:
             raise _EntryProblem(
@@ -383,13 +404,14 @@ def _apply(existing: ModelInfo | None, entry: ModelSpec) -> ModelInfo:
         changes["capabilities"] = frozenset(entry.capabilities)
     if entry.aliases is not None:
         changes["aliases"] = tuple(entry.aliases)
-    changes["prices"] = _append_prices(existing.prices, new)
+    changes["prices"] = _append_prices(existing.prices, written)
     return dataclasses.replace(existing, **changes)
 
 
-def _append_prices(history: tuple[Price, ...], new: list[Price]) -> tuple[Price, ...]:
+def _append_prices(history: tuple[Price, ...], new: list[tuple[Price, int]]) -> tuple[Price, ...]:
+    """``history`` with the ``(price, index in the file)`` pairs of ``new`` added by date."""
     dated = {p.effective_from: p for p in history}
-    for j, price in enumerate(new):
+    for price, j in new:
         old = dated.get(price.effective_from)
         if old is not None and not old.same_figures(price):
             raise _EntryProblem(
@@ -406,13 +428,19 @@ def _append_prices(history: tuple[Price, ...], new: list[Price]) -> tuple[Price,
 _FastLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _parse(text: str, file: str) -> tuple[Any, CatalogSpec]:
-    """Validate a catalog file. Large files take libyaml's fast path; positions for error
-    messages are computed only when something is wrong."""
+def load_yaml(text: str, file: str) -> Any:
+    """Load YAML with libyaml when available; on a syntax error, raise it located."""
     try:
-        data = yaml.load(text, Loader=_FastLoader)
+        return yaml.load(text, Loader=_FastLoader)
     except yaml.YAMLError:
-        data = _located_source(text, file).data  # raises the located syntax error
+        return _located_source(text, file).data  # raises the located syntax error
+
+
+def _parse(text: str, file: str, data: Any = None) -> tuple[Any, CatalogSpec]:
+    """Validate a catalog file. Positions for messages are computed only when something is
+    wrong, so a large file loads at libyaml's speed."""
+    if data is None:
+        data = load_yaml(text, file)
     if not isinstance(data, dict):
         raise CatalogError(
             [
@@ -433,13 +461,27 @@ def _parse(text: str, file: str) -> tuple[Any, CatalogSpec]:
 
 
 def _pydantic_message(error: Any) -> str:
-    message = str(error["msg"]).removeprefix("Value error, ")
+    loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        message = "unknown field"
-    return message
+        fields = _spec_at(loc).model_fields
+        near = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"known fields: {', '.join(fields)}"
+        return f"unknown field; {hint}"
+    if error["type"] == "string_pattern_mismatch" and loc[-1:] == ("name",):
+        return "a model name is 'provider/model' with a lower-case provider, e.g. 'openai/gpt-4o'"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _located_source(text: str, file: str) -> Any:
+def _spec_at(loc: tuple[str | int, ...]) -> type[BaseModel]:
+    """The schema that holds the last key of ``loc``."""
+    depth = sum(isinstance(k, str) for k in loc[:-1])  # models → prices → tiers
+    levels: list[type[BaseModel]] = [CatalogSpec, ModelSpec, PriceSpec, TierSpec]
+    return levels[min(depth, len(levels) - 1)]
+
+
+def _located_source(text: str, file: str) -> Source:
+    # imported here: the workflow loader is needed only to locate errors, and a lazy import
+    # keeps podium.models from depending on the workflow package at import time
     from podium.workflows.loader import parse_yaml
 
     try:
@@ -463,7 +505,7 @@ def _locate(
     return sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
 
 
-def _position(source: Any, loc: tuple[str | int, ...]) -> tuple[tuple[int, int], str | None]:
+def _position(source: Source, loc: tuple[str | int, ...]) -> tuple[tuple[int, int], str | None]:
     position, key = source.locate(loc)
     return (position or (1, 1)), key
 
@@ -483,8 +525,7 @@ def _model_name(data: Any, loc: tuple[str | int, ...]) -> str | None:
 
 def money(amount: Decimal) -> str:
     """A price as exact fixed-point text (``Decimal('2.5E-6')`` → ``'0.0000025'``)."""
-    text = format(amount.normalize(), "f")
-    return text
+    return format(amount.normalize(), "f")
 
 
 def price_to_dict(price: Price) -> dict[str, Any]:
@@ -534,9 +575,25 @@ def dump_catalog(entries: Sequence[dict[str, Any]], header: str = "") -> str:
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     body = yaml.dump(
         {"version": 1, "models": list(entries)},
-        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+        Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,
         width=100,
     )
     return comment + body
+
+
+# mypy cannot follow a base class picked at run time (libyaml's dumper when it is installed)
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Writes no anchors, and short lists of words on one line (``[chat, stream]``)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = bool(data) and all(isinstance(x, str | int) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)

@@ -37,8 +37,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from podium.models.base import Capability
 from podium.models.catalog import (
     Catalog,
@@ -46,6 +44,7 @@ from podium.models.catalog import (
     Price,
     PriceTier,
     dump_catalog,
+    load_yaml,
     model_to_dict,
     price_to_dict,
 )
@@ -239,7 +238,7 @@ def _model(key: str, entry: Mapping[str, Any], provider: str, when: date, source
         provider=provider,
         provider_model=model_id,
         capabilities=frozenset(capabilities),
-        context_window=_tokens(entry.get("max_input_tokens") or entry.get("max_tokens")),
+        context_window=_tokens(entry.get("max_input_tokens")),
         max_output=_tokens(entry.get("max_output_tokens")),
         prices=(price,),
         extra=extra,
@@ -379,8 +378,9 @@ def update_catalog_file(into: Path, models: Iterable[ModelInfo]) -> CatalogUpdat
     the caller saves :attr:`CatalogUpdate.text`.
     """
     existing = into.read_text(encoding="utf-8") if into.is_file() else ""
-    current = Catalog.builtin().merged(existing, str(into)) if existing else Catalog.builtin()
-    raw = yaml.safe_load(existing) if existing else None
+    raw = load_yaml(existing, str(into)) if existing else None
+    builtin = Catalog.builtin()
+    current = builtin.merged(existing, str(into), data=raw) if existing else builtin
     entries: dict[str, dict[str, Any]] = {
         e["name"]: e for e in (raw or {}).get("models", []) if isinstance(e, dict)
     }
@@ -417,8 +417,9 @@ def update_catalog_file(into: Path, models: Iterable[ModelInfo]) -> CatalogUpdat
             prices.remove(same_day[0])
         prices.append(price_to_dict(price))
         changed += 1
-    text = dump_catalog(list(entries.values()), header=_HEADER)
-    Catalog.builtin().merged(text, str(into))  # what is written must load
+    written: dict[str, Any] = {"version": 1, "models": list(entries.values())}
+    text = dump_catalog(written["models"], header=_HEADER)
+    builtin.merged(text, str(into), data=written)  # what is written must load
     return CatalogUpdate(text, new, changed, unchanged, tuple(conflicts))
 
 

@@ -9,6 +9,7 @@ local model). No code dispatches on provider names: the registry does.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from podium.config import Settings
     from podium.models.base import Model
     from podium.models.catalog import ModelInfo
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "podium.models"
 
@@ -43,6 +46,8 @@ class ModelRegistry:
         self._providers: dict[str, ProviderFactory] = {}
         self._local: dict[str, LocalEntry] = {}
         self._loaded: set[str] = set()
+        self.broken: dict[str, str] = {}
+        """Plug-ins that failed to load, with why: one bad plug-in never hides the others."""
 
     def add_provider(self, provider: str, factory: ProviderFactory) -> None:
         """Serve every catalog model whose ``provider`` is ``provider`` with ``factory``."""
@@ -66,6 +71,10 @@ class ModelRegistry:
         except KeyError:
             near = difflib.get_close_matches(provider, list(self._providers), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
+            if self.broken:
+                hint += "; plug-ins that failed to load: " + "; ".join(
+                    f"{name} ({why})" for name, why in sorted(self.broken.items())
+                )
             raise ModelNotFound(
                 f"no adapter is registered for provider {provider!r}{hint}", provider=provider
             ) from None
@@ -78,8 +87,13 @@ class ModelRegistry:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in self._loaded:
                 continue
-            plugin = ep.load()
-            plugin(self)
+            try:
+                plugin = ep.load()
+                plugin(self)
+            except Exception as exc:  # a third-party plug-in's bug must not take down the rest
+                self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                logger.warning("model plug-in %s failed to load: %s", ep.name, exc)
+                continue
             self._loaded.add(ep.name)
 
     @classmethod

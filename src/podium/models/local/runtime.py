@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from types import ModuleType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from podium.config import Settings
 from podium.errors import BadModelRequest, LocalModelUnavailable
@@ -131,7 +131,7 @@ class LocalStats:
     in_flight: int
     """Calls running in a worker thread right now."""
     peak_in_flight: int
-    """The most calls that ever ran at once (never more than ``max_concurrency``)."""
+    """The most calls that ever ran at once (bounded by ``max_concurrency``)."""
     calls: int
     """Units of work run (a call may run several, e.g. one per translated text)."""
 
@@ -174,22 +174,29 @@ class _Shared:
             if self._handles > 0:
                 return
             executor, self._executor = self._executor, None
-        with self._load_lock:
+        with self._load_lock, self._state_lock:
             self._instance, self._loaded = None, False
         if executor is not None:
             executor.shutdown(wait=False)  # queued and running work still completes
 
+    def peek(self) -> tuple[bool, Any]:
+        """Whether the instance is loaded, and the instance (``None`` when not)."""
+        with self._state_lock:
+            return self._loaded, self._instance
+
     def instance(self, load: Callable[[], Any]) -> Any:
         """The loaded instance, loading it (once, whoever asks first) if needed."""
-        if self._loaded:
-            return self._instance
+        loaded, instance = self.peek()
+        if loaded:
+            return instance
         with self._load_lock:
-            if not self._loaded:
-                self._instance = load()
-                self._loaded = True
+            loaded, instance = self.peek()
+            if not loaded:
+                instance = load()
                 with self._state_lock:
+                    self._instance, self._loaded = instance, True
                     self._loads += 1
-            return self._instance
+            return instance
 
     def call(self, load: Callable[[], Any], fn: Callable[[Any], R]) -> R:
         """Run ``fn(instance)`` in the calling worker thread, counting it."""
@@ -274,14 +281,16 @@ class LocalModel(Model, Generic[EngineT]):
             requirement.check(self.name)
         return self.load()
 
+    def _executor(self, shared: _Shared) -> ThreadPoolExecutor:
+        if self._acquired:
+            return shared.executor()
+        self._acquired = True
+        return shared.acquire()
+
     async def run(self, fn: Callable[[EngineT], R]) -> tuple[R, str]:
         """Run ``fn(engine)`` in this model's worker pool; its result and ``model_served``."""
         shared = self._shared()
-        if self._acquired:
-            executor = shared.executor()
-        else:
-            executor = shared.acquire()
-            self._acquired = True
+        executor = self._executor(shared)
 
         def work(engine: EngineT) -> tuple[R, str]:
             return fn(engine), self.served_by(engine)
@@ -289,9 +298,25 @@ class LocalModel(Model, Generic[EngineT]):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, shared.call, self._checked_load, work)
 
+    async def engine(self) -> EngineT:
+        """The loaded engine, loading it first (in the worker pool) if needed.
+
+        For quick reads of what was loaded (e.g. the installed language pairs); inference goes
+        through :meth:`run`, which bounds concurrency.
+        """
+        shared = self._shared()
+        executor = self._executor(shared)
+        loaded, instance = shared.peek()
+        if loaded:
+            return cast(EngineT, instance)
+        loop = asyncio.get_running_loop()
+        return cast(
+            EngineT, await loop.run_in_executor(executor, shared.instance, self._checked_load)
+        )
+
     async def warm(self) -> None:
         """Load the engine now (once per process), rather than on the first call."""
-        await self.run(lambda engine: None)
+        await self.engine()
 
     async def close(self) -> None:
         """Release this handle; the last handle to close frees the engine and its threads."""

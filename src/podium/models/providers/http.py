@@ -148,3 +148,25 @@ def make_client(
         transport=transport,
         headers=dict(endpoint.headers),
     )
+
+
+def redact(body: bytes, secret: str | None) -> bytes:
+    """``body`` with every occurrence of ``secret`` replaced by ``***`` (providers sometimes
+    quote the key they were sent in an error message)."""
+    if not secret:
+        return body
+    return body.replace(secret.encode(), b"***")
+
+
+def stream_cut(
+    provider: str, model: str, request_id: str | None, cause: BaseException | None = None
+) -> ProviderTimeout:
+    """The error for a stream that ended (or broke) before its terminal event: never a
+    truncated answer passed off as a complete one."""
+    how = f" ({type(cause).__name__})" if cause is not None else ""
+    return ProviderTimeout(
+        f"{provider}: the stream ended before its terminal event{how}",
+        provider=provider,
+        model=model,
+        request_id=request_id,
+    )

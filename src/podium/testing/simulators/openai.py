@@ -477,7 +477,13 @@ def _usage(reply: Reply, prompt_words: int) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": reply.cache_read_tokens, "audio_tokens": 0},
+        "prompt_tokens_details": {
+            "cached_tokens": reply.cache_read_tokens,
+            "audio_tokens": 0,
+            **(
+                {"cache_write_tokens": reply.cache_write_tokens} if reply.cache_write_tokens else {}
+            ),
+        },
         "completion_tokens_details": {
             "reasoning_tokens": reply.reasoning_tokens,
             "audio_tokens": 0,

@@ -215,7 +215,8 @@ def count_tokens(text: str) -> int:
 
 
 def instance_of(schema: Mapping[str, Any], text: str = "") -> Any:
-    """A JSON value that satisfies the (simple) JSON Schema ``schema``; strings are ``text``."""
+    """A JSON value that satisfies the (simple) JSON Schema ``schema``; strings are ``text``
+    and a free-form object is ``{"echo": text}``."""
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
@@ -228,6 +229,8 @@ def instance_of(schema: Mapping[str, Any], text: str = "") -> Any:
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props: Mapping[str, Any] = schema.get("properties", {})
+        if not props and schema.get("additionalProperties", True) is not False:
+            return {"echo": text}  # a free-form object (JSON mode)
         return {name: instance_of(sub, text) for name, sub in props.items()}
     if kind == "array":
         items = schema.get("items", {"type": "string"})
@@ -312,12 +315,15 @@ class Simulator:
         """Start serving (returns once the server accepts connections)."""
         if self._thread is not None:
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says
+        # TCP; without it every reused keep-alive connection waits ~40 ms (Nagle + delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
             lifespan="off",
+            log_config=None,  # leave the process's logging configuration alone
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
