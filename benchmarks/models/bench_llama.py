@@ -1,27 +1,34 @@
 """Podium's llama.cpp chat models next to raw ``llama_cpp.Llama``: generation speed and per-call cost.
 
-For each model the same weights are loaded twice, once by each side (loading is not timed), with
-the same settings: ``n_ctx``, threads (Podium's ``default_threads()``), the prompt Podium builds
-(chat template / few-shot transcript), Podium's default sampling at temperature 0, the same stop
-strings and ``max_tokens``. Rows, interleaved run by run so a busy machine slows both alike:
+For each model, Podium's wrapper and a raw ``llama_cpp.Llama`` each load the same GGUF once
+(loading is not timed) with the same settings: ``n_ctx``, threads (Podium's
+``default_threads()``), the prompt Podium builds (chat template / few-shot transcript), Podium's
+default sampling at temperature 0, the same stop strings and ``max_tokens``. Every mode runs once
+untimed, then ``--runs`` times, interleaved run by run so a busy machine slows all alike:
 
-- ``raw``: ``llm.create_chat_completion(...)`` / ``llm.create_completion(...)`` after
-  ``llm.reset()`` — the prompt evaluated from scratch, as Podium does on every call;
-- ``raw, KV prefix reused``: the same without ``reset()``: llama.cpp re-evaluates only the last
-  prompt token when the prompt repeats (what Podium gives up for reproducible replies);
-- ``podium``: ``await model.chat(ChatRequest(...))``;
-- ``podium stream``: ``async for chunk in model.stream(...)`` next to raw ``stream=True``.
+- ``raw``: ``llm.create_chat_completion(...)`` / ``llm.create_completion(...)`` on its own
+  ``Llama`` after ``llm.reset()``: the prompt evaluated from scratch, as Podium does every call;
+- ``raw on podium's Llama``: the same call on the wrapper's loaded ``Llama`` object, from the
+  main thread: two loaded copies differ in memory placement, which moves either side by several
+  percent from one process to the next; this row has no such difference;
+- ``raw, KV prefix reused``: ``raw`` without ``reset()``: llama.cpp re-evaluates only the last
+  prompt token when a prompt repeats (the speed Podium trades for reproducible replies);
+- ``podium``: ``await model.chat(ChatRequest(...))``; ``podium, cache_prompt`` with
+  ``extra={"cache_prompt": True}``; ``podium stream`` next to ``raw stream``
+  (``async for chunk in model.stream(...)`` / ``stream=True``);
+- ``..., 1 token``: the same with ``max_tokens=1``: the prompt and the fixed costs only;
+- ``podium in-call overhead``: one Podium call's wall time minus the time llama.cpp's call took
+  inside it (timed in the worker thread): the wrapper's own cost, free of run-to-run noise.
 
-Tokens/s is completion tokens over the wall time of one call, median of ``--runs`` runs (after one
-untimed warm-up run each). The ratio is Podium's median over raw's (target >= 95%); the overhead
-is Podium's median call time minus raw's, for the long call and for a one-token call (which is
-nearly all fixed cost). Both sides must produce the same text, which the script checks.
+Tokens/s is completion tokens over one call's wall time; each row reports the median. The ratio is
+Podium's median tokens/s over raw's (target >= 95%), the overhead Podium's median call time minus
+raw's. Every side must produce the same text, which the script checks first.
 
 Run from the repository root when the machine is otherwise idle::
 
     .venv/bin/python benchmarks/models/bench_llama.py [--runs 7] [--max-tokens 128]
 
-It prints a Markdown table and writes ``benchmarks/results/llama.json``.
+It prints Markdown tables and writes ``benchmarks/results/llama.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +108,22 @@ def raw_call(
     return lambda **kw: llm.create_chat_completion(messages=chat, **arguments, **kw)
 
 
+def timed_class(cls: type[LlamaChatModel]) -> tuple[type[LlamaChatModel], list[float]]:
+    """``cls`` recording how long each non-streamed llama.cpp call took inside it, and the list
+    it records into (its own subclass: its own loaded instance, like any other handle's)."""
+    inner: list[float] = []
+
+    class Timed(cls):  # type: ignore[valid-type,misc]  # a subclass of a class given at run time
+        def generate(self, engine: Any, request: ChatRequest, arguments: dict[str, Any]) -> Any:
+            start = time.perf_counter()
+            result = super().generate(engine, request, arguments)
+            if not arguments["stream"]:
+                inner.append(time.perf_counter() - start)
+            return result
+
+    return Timed, inner
+
+
 def text_of(response: Any) -> str:
     choice = response["choices"][0]
     return str(choice.get("text") or choice.get("message", {}).get("content") or "").strip()
@@ -109,7 +132,8 @@ def text_of(response: Any) -> str:
 async def bench_model(
     cls: type[LlamaChatModel], runs: int, max_tokens: int
 ) -> tuple[list[Row], dict[str, str]]:
-    model = cls()
+    timed, inner = timed_class(cls)
+    model = timed()
     await model.warm()
     messages = PROMPTS[cls]
     threads = default_threads()
@@ -120,9 +144,15 @@ async def bench_model(
     request = ChatRequest(
         model=model.name, messages=messages, temperature=0.0, seed=7, max_tokens=max_tokens
     )
+    cached = replace(request, extra={"cache_prompt": True})
     short = ChatRequest(model=model.name, messages=messages, temperature=0.0, seed=7, max_tokens=1)
     raw = raw_call(model, llm, messages, max_tokens)
     raw_short = raw_call(model, llm, messages, 1)
+    # the wrapper's own llama_cpp.Llama, called directly: no placement differences between
+    # two loaded copies (which move both sides by several percent from one process to the next)
+    engine, _ = await model.run(lambda engine: engine)
+    same = raw_call(model, engine, messages, max_tokens)
+    same_short = raw_call(model, engine, messages, 1)
 
     def raw_fresh() -> Any:
         llm.reset()
@@ -135,6 +165,12 @@ async def bench_model(
             choice = chunk["choices"][0]
             pieces.append(choice.get("text") or choice.get("delta", {}).get("content") or "")
         return "".join(pieces).strip()
+
+    async def podium_overhead(req: ChatRequest) -> float:
+        """Wall time of one Podium call minus the time llama.cpp's call took inside it."""
+        start = time.perf_counter()
+        await model.chat(req)
+        return time.perf_counter() - start - inner[-1]
 
     async def podium_stream() -> str:
         return "".join([c.delta async for c in model.stream(request)])
@@ -167,14 +203,29 @@ async def bench_model(
         llm.reset()
         return raw_short()
 
+    def same_fresh() -> Any:
+        engine.reset()
+        return same()
+
+    def same_short_fresh() -> Any:
+        engine.reset()
+        return same_short()
+
+    assert text_of(same_fresh()) == expected
+
     modes: dict[str, tuple[Callable[[], Awaitable[float]], int]] = {
         "raw": (timed_sync(raw_fresh), tokens),
+        "raw on podium's Llama": (timed_sync(same_fresh), tokens),
         "raw, KV prefix reused": (timed_sync(raw), tokens),
         "podium": (timed_async(lambda: model.chat(request)), tokens),
+        "podium, cache_prompt": (timed_async(lambda: model.chat(cached)), tokens),
         "raw stream": (timed_sync(raw_stream), tokens),
         "podium stream": (timed_async(podium_stream), tokens),
         "raw, 1 token": (timed_sync(raw_short_fresh), 1),
+        "raw on podium's Llama, 1 token": (timed_sync(same_short_fresh), 1),
         "podium, 1 token": (timed_async(lambda: model.chat(short)), 1),
+        "podium in-call overhead": (lambda: podium_overhead(request), 0),
+        "podium in-call overhead, 1 token": (lambda: podium_overhead(short), 0),
     }
     samples: dict[str, list[float]] = {mode: [] for mode in modes}
     for fn, _ in modes.values():  # one untimed warm-up run each
@@ -188,7 +239,8 @@ async def bench_model(
     rows = []
     for mode, (_, n) in modes.items():
         median = statistics.median(samples[mode])
-        rows.append(Row(model.name, mode, runs, n, median, n / median, samples[mode]))
+        rate = n / median if n else 0.0
+        rows.append(Row(model.name, mode, runs, n, median, rate, samples[mode]))
     return rows, {"expected_text": expected[:200]}
 
 
@@ -200,16 +252,27 @@ def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
         def get(mode: str, model: str = model) -> Row:
             return by[(model, mode)]
 
+        def ms(podium: str, raw: str) -> float:
+            return (get(podium).median_s - get(raw).median_s) * 1000
+
         out[model] = {
             "ratio_chat": get("podium").tokens_per_s / get("raw").tokens_per_s,
             "ratio_stream": get("podium stream").tokens_per_s / get("raw stream").tokens_per_s,
-            "ratio_vs_kv_reuse": get("podium").tokens_per_s
+            "ratio_vs_raw_kv_reuse": get("podium").tokens_per_s
             / get("raw, KV prefix reused").tokens_per_s,
-            "overhead_ms_long": (get("podium").median_s - get("raw").median_s) * 1000,
-            "overhead_ms_stream": (get("podium stream").median_s - get("raw stream").median_s)
-            * 1000,
-            "overhead_ms_1_token": (get("podium, 1 token").median_s - get("raw, 1 token").median_s)
-            * 1000,
+            "ratio_cache_prompt_vs_raw_kv_reuse": get("podium, cache_prompt").tokens_per_s
+            / get("raw, KV prefix reused").tokens_per_s,
+            "overhead_ms_chat": ms("podium", "raw"),
+            "overhead_ms_stream": ms("podium stream", "raw stream"),
+            "overhead_ms_1_token": ms("podium, 1 token", "raw, 1 token"),
+            "ratio_chat_same_llama": get("podium").tokens_per_s
+            / get("raw on podium's Llama").tokens_per_s,
+            "overhead_ms_chat_same_llama": ms("podium", "raw on podium's Llama"),
+            "overhead_ms_1_token_same_llama": ms(
+                "podium, 1 token", "raw on podium's Llama, 1 token"
+            ),
+            "in_call_overhead_ms": get("podium in-call overhead").median_s * 1000,
+            "in_call_overhead_ms_1_token": get("podium in-call overhead, 1 token").median_s * 1000,
         }
     return out
 
@@ -220,19 +283,28 @@ def markdown(rows: list[Row], totals: dict[str, dict[str, float]]) -> str:
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(
-            f"| {r.model} | {r.mode} | {r.tokens} | {r.median_s * 1000:.1f} | {r.tokens_per_s:.1f} |"
-        )
+        rate = f"{r.tokens_per_s:.1f}" if r.tokens else ""
+        lines.append(f"| {r.model} | {r.mode} | {r.tokens} | {r.median_s * 1000:.3f} | {rate} |")
     lines += [
         "",
-        "| model | podium/raw tokens/s | stream | overhead per call | stream | 1-token call |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | vs | podium/raw tokens/s | podium - raw per call | 1-token call |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
     for model, t in totals.items():
-        lines.append(
-            f"| {model} | {t['ratio_chat']:.1%} | {t['ratio_stream']:.1%} | {t['overhead_ms_long']:+.2f} ms "
-            f"| {t['overhead_ms_stream']:+.2f} ms | {t['overhead_ms_1_token']:+.2f} ms |"
-        )
+        lines += [
+            f"| {model} | raw, its own Llama | {t['ratio_chat']:.1%} "
+            f"| {t['overhead_ms_chat']:+.1f} ms | {t['overhead_ms_1_token']:+.1f} ms |",
+            f"| {model} | raw, podium's Llama | {t['ratio_chat_same_llama']:.1%} "
+            f"| {t['overhead_ms_chat_same_llama']:+.1f} ms "
+            f"| {t['overhead_ms_1_token_same_llama']:+.1f} ms |",
+            f"| {model} | raw stream | {t['ratio_stream']:.1%} "
+            f"| {t['overhead_ms_stream']:+.1f} ms | |",
+            f"| {model} | raw, KV prefix reused | {t['ratio_vs_raw_kv_reuse']:.1%} | | |",
+            f"| {model} | same, podium with cache_prompt "
+            f"| {t['ratio_cache_prompt_vs_raw_kv_reuse']:.1%} | | |",
+            f"| {model} | in-call overhead | | {t['in_call_overhead_ms']:.3f} ms "
+            f"| {t['in_call_overhead_ms_1_token']:.3f} ms |",
+        ]
     return "\n".join(lines)
 
 

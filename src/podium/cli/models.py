@@ -33,6 +33,7 @@ from podium.models.catalog import (
     money,
 )
 from podium.models.litellm import read_litellm, update_catalog_file
+from podium.models.registry import ModelRegistry
 
 models_app = typer.Typer(
     help="The model catalog: what each model can do and costs (without a command: list it).",
@@ -71,10 +72,11 @@ def _home() -> Path:
 
 
 def _catalog(extra: list[Path]) -> Catalog:
+    """Built-in + user catalog files, plus the local models the installed plug-ins register."""
     user = _home() / USER_CATALOG
     paths = [user] if user.is_file() else []
     try:
-        return Catalog.load(*paths, *extra)
+        return Catalog.load(*paths, *extra).including(ModelRegistry.default().local_models)
     except CatalogError as exc:
         n = len(exc.issues)
         err.print(f"[bold red]invalid catalog[/]: {n} problem{'s' if n != 1 else ''}")

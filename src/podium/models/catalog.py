@@ -294,6 +294,12 @@ class Catalog:
                 problems.append((where, str(exc)))
         raise CatalogError(_locate(problems, data, text, file))
 
+    def including(self, models: Iterable[ModelInfo]) -> Catalog:
+        """This catalog plus ``models`` it does not already hold (e.g. the local models the
+        installed plug-ins register)."""
+        extra = [m for m in models if m.name not in self]
+        return Catalog([*self, *extra]) if extra else self
+
     def lookup(self, name: str) -> ModelInfo | None:
         """The model called ``name`` (or aliased so), or ``None``."""
         info = self._models.get(name)

@@ -30,8 +30,7 @@ class ModelHub:
         self.settings = settings
         self.registry = registry if registry is not None else ModelRegistry.default()
         base = catalog if catalog is not None else Catalog.for_home(settings.home)
-        local = [info for info in self.registry.local_models if info.name not in base]
-        self.catalog = Catalog([*base, *local]) if local else base
+        self.catalog = base.including(self.registry.local_models)
         self._models: dict[str, Model] = {}
 
     def info(self, name: str) -> ModelInfo:

@@ -14,7 +14,9 @@ llama.cpp's JSON grammar, and a JSON Schema (``{"name", "schema"}``) with a gram
 so the reply parses unless ``max_tokens`` cuts it (``finish_reason == "length"``). No tools, no
 images. :data:`SAMPLING` holds the defaults the request's ``temperature``, ``top_p``,
 ``max_tokens``, ``stop`` and ``seed`` override; ``extra`` may set :data:`EXTRA_PARAMETERS`.
-Replies are stripped of surrounding whitespace, streamed ones too.
+Every prompt is evaluated from scratch, so a request at temperature 0 always gets the same reply
+(``extra={"cache_prompt": True}`` trades that for speed). Replies are stripped of surrounding
+whitespace, streamed ones too.
 
 Each model loads once per process (``warm()`` or the first call) and generates in one worker
 thread of its own, since a llama.cpp context is not thread-safe: concurrent calls queue. A stream
@@ -70,9 +72,14 @@ SAMPLING: Mapping[str, float] = {
 """Default sampling: low temperature and a repeat penalty, so 135M-270M models stay on topic."""
 EXTRA_PARAMETERS = frozenset({
     "top_k", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
-    "mirostat_mode", "mirostat_tau", "mirostat_eta", "logit_bias",
+    "mirostat_mode", "mirostat_tau", "mirostat_eta", "logit_bias", "cache_prompt",
 })  # fmt: skip
-"""llama.cpp sampling parameters a request may set through ``ChatRequest.extra``."""
+"""llama.cpp parameters a request may set through ``ChatRequest.extra``: its sampling knobs, and
+``cache_prompt`` (named as in llama.cpp's server). Each call evaluates its prompt from scratch,
+so a request at temperature 0 always gets the same reply; ``cache_prompt=True`` reuses the part
+of the previous call's KV cache that the prompt shares instead, which is much faster for short
+replies to prompts with a long common prefix (few-shot examples), but makes the reply depend, now
+and then, on the call before (other batch shapes, other rounding)."""
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 BUILD_HINT = (
     f'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir --no-binary llama-cpp-python '
@@ -186,6 +193,8 @@ def sampling_arguments(request: ChatRequest, *, model: str) -> dict[str, Any]:
         isinstance(fmt, Mapping) and isinstance(fmt.get("schema"), Mapping)
     ):
         raise bad(f"response_format must be 'text', 'json' or {{'name', 'schema'}}, not {fmt!r}")
+    if not isinstance(request.extra.get("cache_prompt", False), bool):
+        raise bad(f"cache_prompt must be true or false, not {request.extra['cache_prompt']!r}")
     unknown = sorted(set(request.extra) - EXTRA_PARAMETERS)
     if unknown:
         raise bad(
@@ -332,14 +341,11 @@ class LlamaChatModel(LocalModel[Any]):
         self, engine: Any, request: ChatRequest, arguments: dict[str, Any], *, stream: bool
     ) -> Any:
         grammar = _grammar(_llama_cpp(self.name), request, self.name)
-        # Evaluate every prompt from scratch: reusing the previous call's KV cache for a shared
-        # prefix changes llama.cpp's arithmetic (other batch shapes), and so, now and then, the
-        # reply; without it a request at temperature 0 always gets the same reply.
-        engine.reset()
+        arguments = {**arguments, "grammar": grammar, "stream": stream}
+        if not arguments.pop("cache_prompt", False):  # see EXTRA_PARAMETERS
+            engine.reset()
         try:
-            return self.generate(
-                engine, request, {**arguments, "grammar": grammar, "stream": stream}
-            )
+            return self.generate(engine, request, arguments)
         except (ValueError, RuntimeError) as exc:
             raise self._error(exc) from exc
 
