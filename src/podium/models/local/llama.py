@@ -91,8 +91,10 @@ BUILD_HINT = (
 
 def default_threads() -> int:
     """Generation threads: the CPUs this process may use, less one for the event loop and the
-    rest of the machine (llama.cpp threads spin at a barrier per token, so one stalled thread on
-    a busy CPU stalls them all: on a loaded 2-CPU machine 2 threads ran 4x slower than 1)."""
+    rest of the machine. llama.cpp's threads meet at a barrier many times per token, so one
+    thread descheduled on a busy CPU stalls them all: on a 2-CPU machine, 2 threads generated
+    1.5x faster than 1 when the machine was idle, but 4x slower while another process kept one
+    CPU busy."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
