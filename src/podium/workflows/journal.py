@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from podium.errors import StoreError
 from podium.types import Clock, Event, EventKind, RunUpdate, Store
 
 
@@ -27,16 +28,23 @@ class Journal:
     """Writes one run's events in order, batching concurrent commits."""
 
     __slots__ = (
+        "_background",
         "_clock",
         "_durable",
+        "_failed",
         "_group",
         "_inflight",
         "_pending",
         "_seq",
         "_store",
+        "_timer",
         "concurrent",
         "run_id",
     )
+
+    VISIBLE_AFTER = 0.05
+    """A step still running after this many seconds has its ``step_started`` written, so
+    watchers (``podium show``, the API) see it; quick steps share one commit with their end."""
 
     def __init__(self, store: Store, run_id: str, clock: Clock, last_seq: int = 0) -> None:
         self._store = store
@@ -49,6 +57,9 @@ class Journal:
         self._group = store.group_commit
         self.concurrent = 0
         """Fan-outs in progress; while any is, a commit waits one loop turn to batch."""
+        self._failed: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._background: asyncio.Future[None] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -63,14 +74,42 @@ class Journal:
         self._pending.append(
             Event(self.run_id, self._seq, kind, step, attempt, self._clock.now(), data)
         )
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.VISIBLE_AFTER, self._surface)
+
+    def _surface(self) -> None:
+        """Write what is pending in the background (a long step becomes visible)."""
+        self._timer = None
+        if self._pending and self._failed is None and self._background is None:
+            self._background = task = asyncio.ensure_future(self.commit())
+            task.add_done_callback(self._surfaced)
+
+    def _surfaced(self, task: asyncio.Future[None]) -> None:
+        self._background = None
+        if not task.cancelled():
+            task.exception()  # recorded in self._failed; the run's own commit raises it
+
+    def close(self) -> None:
+        """Stop the background writer (the run is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def commit(self) -> None:
         """Return once every event recorded so far is durable."""
+        if self._failed is not None:
+            raise StoreError(f"run {self.run_id}: the journal could not be written") from (
+                self._failed
+            )
         target = self._seq
         if not self._group:
             if self._pending:
                 batch, self._pending = self._pending, []
-                await self._store.append(batch)
+                try:
+                    await self._store.append(batch)
+                except BaseException as exc:
+                    self._failed = exc
+                    raise
                 self._durable = batch[-1].seq
             return
         while self._durable < target:
@@ -90,9 +129,17 @@ class Journal:
                 await asyncio.sleep(0)
             batch, self._pending = self._pending, []
             if batch:
-                await self._store.append(batch)
+                try:
+                    await self._store.append(batch)
+                except asyncio.CancelledError:
+                    # Written or not, we cannot tell: write it again later. If it was written,
+                    # the store reports a conflict and the journal fails closed.
+                    self._pending[:0] = batch
+                    raise
                 self._durable = batch[-1].seq
         except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._failed = exc  # that batch is lost: fail closed from now on
             done.set_exception(exc)
             done.exception()  # retrieved here; waiters re-raise it
             raise
@@ -103,6 +150,7 @@ class Journal:
 
     async def finish(self, kind: EventKind, update: RunUpdate, data: str | None = None) -> None:
         """Record a run-level event and apply ``update`` in the same transaction."""
+        self.close()
         await self.commit()
         self.record(kind, "", 0, data)
         batch, self._pending = self._pending, []
