@@ -4,6 +4,7 @@ The tree::
 
     PodiumError
     ├── ConfigError                    bad settings or environment
+    ├── RateLimitExceeded              a gateway rate limit (ours) refused the request
     ├── DefinitionError                a workflow definition is invalid (carries every issue found)
     ├── StoreError                     the journal/store failed or was used wrongly
     │   ├── RunNotFound
@@ -234,6 +235,41 @@ class ProviderTimeout(ModelError):
     def __init__(self, message: str, **kw: Any) -> None:
         kw.setdefault("retryable", True)
         super().__init__(message, **kw)
+
+
+class RateLimitExceeded(PodiumError):
+    """A gateway rate limit refused the request (ours; the provider's 429 is ``RateLimited``).
+
+    ``retry_after`` is the number of seconds after which the request would fit, or ``None`` when
+    it never can (it alone asks for more than the limit).
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        dimension: str,
+        limit: int,
+        window_s: float,
+        requested: int,
+        retry_after: float | None,
+    ) -> None:
+        self.scope = scope
+        self.dimension = dimension
+        self.limit = limit
+        self.window_s = window_s
+        self.requested = requested
+        self.retry_after = retry_after
+        if retry_after is None:
+            self.retryable = False
+            when = f"it asks for {requested}, more than the limit allows"
+        else:
+            when = f"retry in {retry_after:.3f} s"
+        super().__init__(
+            f"rate limit of {limit} {dimension} per {window_s:g} s for {scope} exceeded; {when}"
+        )
 
 
 @dataclass
