@@ -28,7 +28,14 @@ The tree::
         ├── ContentRefused             the provider's content policy refused the request
         ├── RateLimited                429; ``retry_after`` seconds when the provider says
         ├── ProviderOverloaded         5xx / overloaded
-        └── ProviderTimeout            no answer in time, or a stream cut mid-way
+        ├── ProviderTimeout            no answer in time, or a stream cut mid-way
+        ├── CallFailed                 (gateway.resilience) retries and fallbacks exhausted;
+        │                               carries every attempt and the last error
+        └── NoDeploymentAvailable      (gateway.routing) every deployment was excluded, each
+                                        with its reason
+
+Errors that carry a component's own records are defined beside it (as the two above), still
+under this root.
 
 ``WorkflowSuspended`` is not an error and not a ``PodiumError``: it is the control signal a run
 raises when it must wait durably (for a human review); the engine catches it and marks the run

@@ -1,0 +1,713 @@
+"""Routing: a model group (an alias clients call) over deployments, and the strategy that ranks
+them for each request — with the reasons, so every decision can be audited.
+
+A :class:`Deployment` is one way to reach a catalog model: provider parameters, a *reference* to
+its key (never the key), a weight, RPM/TPM limits, a priority and a cascade tier. A
+:class:`ModelGroup` names a set of them and a :class:`RoutingStrategy`. :meth:`Router.route`
+takes one :class:`RouteRequest` and returns a :class:`RouteDecision`: the chosen deployment, the
+ranked fallback order, every candidate considered, every deployment excluded and why, and the
+strategy's reason. Exclusions come first and are strategy-independent: a deployment that cannot
+fit the prompt + ``max_tokens`` in its context window (tokens estimated as characters / 4 unless a
+counter is given), lacks a needed capability, or has an open circuit breaker is never chosen.
+
+Strategies: :class:`PriorityStrategy`, :class:`WeightedStrategy` (seeded RNG),
+:class:`LeastLatencyStrategy` (EWMA), :class:`LeastCostStrategy` (catalog price, ``Decimal``),
+:class:`LeastBusyStrategy` (in flight), :class:`UsageBasedStrategy` (RPM/TPM headroom this minute)
+and :class:`CascadeStrategy` — the cheapest tier first unless a :class:`ComplexityScorer` says
+the request is hard. :func:`run_cascade` then escalates tier by tier while a
+:class:`ConfidenceFn` finds the answer unsure. Scorers and confidence functions are Protocols, so
+a learned router plugs in beside the heuristics here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import groupby
+from random import Random
+from typing import Any, Protocol
+
+from podium.errors import BadModelRequest, ModelError, ModelNotFound
+from podium.gateway.breaker import Breakers
+from podium.gateway.resilience import CallFailed, Outcome
+from podium.models.base import Capability, ChatRequest, ChatResponse
+from podium.models.catalog import ModelInfo
+from podium.types import Clock
+
+# -- what is routed -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One way to reach a catalog model."""
+
+    id: str
+    """Unique name, e.g. ``gpt-4o@azure-eu``."""
+    info: ModelInfo
+    """The catalog entry (provider, context window, prices)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Provider parameters (base URL, API version…); never secrets."""
+    key_ref: str | None = None
+    """Where the key lives (an environment variable's name), never the key itself."""
+    weight: float = 1.0
+    rpm: int | None = None
+    """Requests per minute this deployment may take (``None``: unlimited)."""
+    tpm: int | None = None
+    """Tokens per minute."""
+    priority: int = 0
+    """Lower goes first."""
+    tier: int = 0
+    """Cascade rung: 0 is the cheapest; higher tiers are stronger."""
+    max_context: int | None = None
+    """A smaller context window than the catalog's (e.g. a vLLM ``max_model_len``)."""
+
+    @property
+    def model(self) -> str:
+        return self.info.name
+
+    @property
+    def provider(self) -> str:
+        return self.info.provider
+
+    @property
+    def context_window(self) -> int | None:
+        return self.max_context or self.info.context_window
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What routing looks at."""
+
+    chat: ChatRequest
+    """``chat.model`` names the group (or one of its aliases)."""
+    stream: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Tags from the caller (e.g. ``complexity: hard``), team, use case."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    deployment: str
+    reason: str
+    transient: bool = False
+    """Will pass by itself (open breaker, RPM used up), so retrying later may succeed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A strategy's answer: the order (best first), why, and any deployments it ruled out."""
+
+    order: tuple[Deployment, ...]
+    reason: str
+    scores: Mapping[str, str] = field(default_factory=dict)
+    """Per deployment id, what the strategy measured (latency, cost, headroom…)."""
+    excluded: tuple[Exclusion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Why this deployment: everything needed to audit a routing decision."""
+
+    group: str
+    strategy: str
+    candidates: tuple[str, ...]
+    """Every deployment of the group, considered in declaration order."""
+    excluded: tuple[Exclusion, ...]
+    ranked: tuple[Deployment, ...]
+    """The chosen one first, then the fallback order."""
+    reason: str
+    scores: Mapping[str, str]
+    prompt_tokens: int
+    needed_tokens: int
+    """Prompt + ``max_tokens``: what a context window must hold."""
+
+    @property
+    def chosen(self) -> Deployment:
+        return self.ranked[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record for the audit trail."""
+        return {
+            "group": self.group,
+            "strategy": self.strategy,
+            "chosen": self.chosen.id,
+            "reason": self.reason,
+            "ranked": [d.id for d in self.ranked],
+            "candidates": list(self.candidates),
+            "excluded": [{"deployment": e.deployment, "reason": e.reason} for e in self.excluded],
+            "scores": dict(self.scores),
+            "prompt_tokens": self.prompt_tokens,
+            "needed_tokens": self.needed_tokens,
+        }
+
+
+class NoDeploymentAvailable(ModelError):
+    """Every deployment of a group was excluded; ``excluded`` says why, one by one."""
+
+    def __init__(self, group: str, excluded: Sequence[Exclusion]) -> None:
+        self.group = group
+        self.excluded = tuple(excluded)
+        why = "; ".join(f"{e.deployment}: {e.reason}" for e in excluded) or "it has none"
+        transient = bool(excluded) and any(e.transient for e in excluded)
+        super().__init__(
+            f"no deployment of {group!r} can take this request ({why})",
+            model=group,
+            retryable=transient,
+        )
+
+
+# -- observations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteUsage:
+    requests: int = 0
+    tokens: int = 0
+
+
+class RoutingStats:
+    """What the router has observed, per deployment id: latency (EWMA), calls in flight and
+    usage in the current minute. In-process; a shared (Redis) view can replace it."""
+
+    def __init__(self, clock: Clock, *, alpha: float = 0.3) -> None:
+        """``alpha``: weight of the newest latency in the moving average (0 < alpha ≤ 1)."""
+        self._clock = clock
+        self.alpha = alpha
+        self._latency: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+        self._usage: dict[str, tuple[int, MinuteUsage]] = {}
+
+    def latency(self, deployment: str) -> float | None:
+        return self._latency.get(deployment)
+
+    def observe_latency(self, deployment: str, seconds: float) -> None:
+        old = self._latency.get(deployment)
+        new = seconds if old is None else self.alpha * seconds + (1 - self.alpha) * old
+        self._latency[deployment] = new
+
+    def in_flight(self, deployment: str) -> int:
+        return self._in_flight.get(deployment, 0)
+
+    @contextmanager
+    def track(self, deployment: str) -> Iterator[None]:
+        """Count a call in flight while the block runs; observe its latency if it succeeds."""
+        self._in_flight[deployment] = self.in_flight(deployment) + 1
+        started = self._clock.monotonic()
+        try:
+            yield
+            self.observe_latency(deployment, self._clock.monotonic() - started)
+        finally:
+            self._in_flight[deployment] -= 1
+
+    def _minute(self) -> int:
+        return int(self._clock.now() // 60)
+
+    def usage(self, deployment: str) -> MinuteUsage:
+        minute, used = self._usage.get(deployment, (0, MinuteUsage()))
+        return used if minute == self._minute() else MinuteUsage()
+
+    def record_usage(self, deployment: str, tokens: int, requests: int = 1) -> None:
+        used = self.usage(deployment)
+        self._usage[deployment] = (
+            self._minute(),
+            MinuteUsage(used.requests + requests, used.tokens + tokens),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """What a strategy may consult."""
+
+    request: RouteRequest
+    prompt_tokens: int
+    needed_tokens: int
+    stats: RoutingStats
+    now: float
+    """Wall-clock seconds (which catalog price is in force)."""
+
+
+class RoutingStrategy(Protocol):
+    """Ranks the deployments that passed the exclusions (at least one)."""
+
+    name: str
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking: ...
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _by_priority(candidates: Sequence[Deployment]) -> list[Deployment]:
+    return sorted(candidates, key=lambda d: d.priority)  # stable: declaration order breaks ties
+
+
+# -- strategies -----------------------------------------------------------------------------------
+
+
+class PriorityStrategy:
+    """Lowest ``priority`` first; declaration order breaks ties."""
+
+    name = "priority"
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        order = _by_priority(candidates)
+        scores = {d.id: f"priority {d.priority}" for d in order}
+        return Ranking(tuple(order), f"lowest priority value ({order[0].priority})", scores)
+
+
+class WeightedStrategy:
+    """A random draw proportional to ``weight``; the fallback order is drawn the same way."""
+
+    name = "weighted"
+
+    def __init__(self, rng: Random) -> None:
+        self.rng = rng
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        pool = [d for d in candidates if d.weight > 0]
+        total = sum(d.weight for d in pool)
+        order: list[Deployment] = []
+        while pool:
+            pick = self.rng.uniform(0, sum(d.weight for d in pool))
+            for i, d in enumerate(pool):
+                pick -= d.weight
+                if pick <= 0 or i == len(pool) - 1:
+                    order.append(pool.pop(i))
+                    break
+        order += [d for d in candidates if d.weight <= 0]
+        scores = {d.id: f"weight {d.weight}" for d in candidates}
+        first = order[0]
+        share = first.weight / total if total else 0.0
+        return Ranking(tuple(order), f"weighted draw ({share:.0%} chance)", scores)
+
+
+class LeastLatencyStrategy:
+    """Lowest moving-average latency first; a deployment never measured goes first, once, to
+    get a measurement."""
+
+    name = "least-latency"
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        latency = {d.id: ctx.stats.latency(d.id) for d in candidates}
+        order = sorted(_by_priority(candidates), key=lambda d: _or(latency[d.id], -1.0))
+        first = latency[order[0].id]
+        scores = {k: "unmeasured" if v is None else f"{v:.4f} s" for k, v in latency.items()}
+        why = "not measured yet" if first is None else f"lowest EWMA latency ({first:.4f} s)"
+        return Ranking(tuple(order), why, scores)
+
+
+def estimate_cost(
+    info: ModelInfo, input_tokens: int, output_tokens: int, when: float
+) -> Decimal | None:
+    """Worst-case price of a call (``None`` when the catalog has no price for that date); the
+    long-context tier applies when the input exceeds its threshold."""
+    price = info.price_at(datetime.fromtimestamp(when, UTC).date())
+    if price is None:
+        return None
+    rates = (price.input, price.output)
+    for tier in price.tiers:
+        if input_tokens > tier.above_input_tokens:
+            rates = (tier.input, tier.output)
+    return input_tokens * rates[0] + output_tokens * rates[1] + (price.per_request or 0)
+
+
+class LeastCostStrategy:
+    """Cheapest estimated call first (prompt tokens + ``max_tokens``, or ``default_output``,
+    at the catalog price in force); deployments without a known price go last."""
+
+    name = "least-cost"
+
+    def __init__(self, default_output: int = 256) -> None:
+        self.default_output = default_output
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        output = ctx.request.chat.max_tokens or self.default_output
+        costs = {
+            d.id: estimate_cost(d.info, ctx.prompt_tokens, output, ctx.now) for d in candidates
+        }
+        order = sorted(
+            _by_priority(candidates),
+            key=lambda d: (costs[d.id] is None, costs[d.id] or Decimal(0)),
+        )
+        scores = {k: "unknown price" if v is None else f"${v}" for k, v in costs.items()}
+        cost = costs[order[0].id]
+        why = "no deployment has a known price" if cost is None else f"cheapest estimate (${cost})"
+        return Ranking(tuple(order), why, scores)
+
+
+class LeastBusyStrategy:
+    """Fewest calls in flight first."""
+
+    name = "least-busy"
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        busy = {d.id: ctx.stats.in_flight(d.id) for d in candidates}
+        order = sorted(_by_priority(candidates), key=lambda d: busy[d.id])
+        scores = {k: f"{v} in flight" for k, v in busy.items()}
+        return Ranking(tuple(order), f"fewest calls in flight ({busy[order[0].id]})", scores)
+
+
+class UsageBasedStrategy:
+    """Most RPM/TPM headroom left this minute first; a deployment whose limit this request would
+    exceed is excluded (until the minute turns)."""
+
+    name = "usage-based"
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        headroom: dict[str, float] = {}
+        excluded: list[Exclusion] = []
+        for d in candidates:
+            used = ctx.stats.usage(d.id)
+            room = 1.0
+            if d.rpm is not None:
+                if used.requests + 1 > d.rpm:
+                    excluded.append(
+                        Exclusion(d.id, f"RPM limit reached ({used.requests}/{d.rpm})", True)
+                    )
+                    continue
+                room = min(room, (d.rpm - used.requests - 1) / d.rpm)
+            if d.tpm is not None:
+                if used.tokens + ctx.needed_tokens > d.tpm:
+                    why = f"TPM headroom {d.tpm - used.tokens} < {ctx.needed_tokens} tokens needed"
+                    excluded.append(Exclusion(d.id, why, True))
+                    continue
+                room = min(room, (d.tpm - used.tokens - ctx.needed_tokens) / d.tpm)
+            headroom[d.id] = room
+        order = sorted(
+            (d for d in _by_priority(candidates) if d.id in headroom), key=lambda d: -headroom[d.id]
+        )
+        scores = {k: f"{v:.0%} headroom" for k, v in headroom.items()}
+        why = (
+            f"most headroom this minute ({headroom[order[0].id]:.0%})"
+            if order
+            else "all at their limits"
+        )
+        return Ranking(tuple(order), why, scores, tuple(excluded))
+
+
+# -- complexity / confidence ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A score in [0, 1] and the reasons behind it."""
+
+    value: float
+    reasons: tuple[str, ...] = ()
+
+
+class ComplexityScorer(Protocol):
+    """How hard a request is (0 easy … 1 hard)."""
+
+    def __call__(self, request: RouteRequest, prompt_tokens: int) -> Score: ...
+
+
+class ConfidenceFn(Protocol):
+    """How sure an answer looks (0 unsure … 1 sure)."""
+
+    def __call__(self, request: ChatRequest, response: ChatResponse) -> Score: ...
+
+
+_CODE = re.compile(
+    r"```|\bdef \w+\(|\bclass \w+[:(]|\bfunction\b|#include|=>|\bSELECT\b.+\bFROM\b|;\s*$",
+    re.M | re.I,
+)
+_MATH = re.compile(
+    r"\\(frac|int|sum|sqrt)|[∑∫√∂]|\b(prove|theorem|integral|derivative|equation|lemma)\b|\d\s*[\^*/]\s*\d",
+    re.I,
+)
+_STEPS = re.compile(r"\b(step by step|analy[sz]e|compare|explain why|trade-?offs?|design)\b", re.I)
+_TAGS = {"hard": 1.0, "high": 1.0, "easy": 0.0, "low": 0.0}
+
+
+@dataclass(frozen=True, slots=True)
+class HeuristicScorer:
+    """Request features: an explicit ``complexity`` tag wins; otherwise length, code and math
+    markers, multi-step wording and tools add up."""
+
+    long_prompt_tokens: int = 2000
+    """A prompt this long scores the full length weight."""
+    length_weight: float = 0.4
+    code_weight: float = 0.4
+    math_weight: float = 0.4
+    steps_weight: float = 0.2
+    tools_weight: float = 0.2
+
+    def __call__(self, request: RouteRequest, prompt_tokens: int) -> Score:
+        tag = request.metadata.get("complexity", "").lower()
+        if tag in _TAGS:
+            return Score(_TAGS[tag], (f"tagged complexity={tag}",))
+        text = "\n".join(m.text for m in request.chat.messages)
+        parts = [
+            (
+                min(1.0, prompt_tokens / self.long_prompt_tokens) * self.length_weight,
+                f"{prompt_tokens} prompt tokens",
+            ),
+            (self.code_weight if _CODE.search(text) else 0.0, "code markers"),
+            (self.math_weight if _MATH.search(text) else 0.0, "math markers"),
+            (self.steps_weight if _STEPS.search(text) else 0.0, "multi-step wording"),
+            (self.tools_weight if request.chat.tools else 0.0, "tools offered"),
+        ]
+        reasons = tuple(why for value, why in parts if value >= 0.05)
+        return Score(min(1.0, sum(value for value, _ in parts)), reasons)
+
+
+_HEDGES = re.compile(
+    r"\b(i'?m not (sure|certain)|i don'?t know|not entirely sure|i think|possibly|perhaps|"
+    r"maybe|might be|it'?s unclear|i cannot be certain|hard to say)\b",
+    re.I,
+)
+_REFUSALS = re.compile(
+    r"\b(i can'?t|i cannot|i'?m unable to|i won'?t) (help|assist|answer|do)", re.I
+)
+
+
+def heuristic_confidence(request: ChatRequest, response: ChatResponse) -> Score:
+    """Unsure when the answer is empty, a refusal, invalid JSON where JSON was asked for, cut
+    by ``max_tokens``, or hedged."""
+    text = response.text.strip()
+    if not text and not response.tool_calls:
+        return Score(0.0, ("empty answer",))
+    if response.finish_reason == "content_filter" or _REFUSALS.search(text):
+        return Score(0.0, ("refusal",))
+    if request.response_format != "text" and not response.tool_calls:
+        try:
+            json.loads(text)
+        except ValueError:
+            return Score(0.0, ("invalid JSON",))
+    if response.finish_reason == "length":
+        return Score(0.3, ("cut at max_tokens",))
+    hedges = sorted({m.group(0).lower() for m in _HEDGES.finditer(text)})
+    if hedges:
+        return Score(max(0.1, 1.0 - 0.3 * len(hedges)), tuple(f"hedging: {h!r}" for h in hedges))
+    return Score(1.0)
+
+
+class CascadeStrategy:
+    """The cheapest tier first; a request the scorer finds hard (score ≥ ``threshold``) starts
+    one tier up, with the cheapest tier kept as the last fallback."""
+
+    name = "cascade"
+
+    def __init__(self, scorer: ComplexityScorer | None = None, threshold: float = 0.5) -> None:
+        self.scorer: ComplexityScorer = scorer or HeuristicScorer()
+        self.threshold = threshold
+
+    def rank(self, candidates: Sequence[Deployment], ctx: RouteContext) -> Ranking:
+        score = self.scorer(ctx.request, ctx.prompt_tokens)
+        order = sorted(_by_priority(candidates), key=lambda d: d.tier)
+        detail = f"complexity {score.value:.2f}" + (
+            f" ({', '.join(score.reasons)})" if score.reasons else ""
+        )
+        cheapest = order[0].tier
+        if score.value >= self.threshold and order[-1].tier > cheapest:
+            order = [d for d in order if d.tier > cheapest] + [
+                d for d in order if d.tier == cheapest
+            ]
+            why = f"hard request: {detail} ≥ {self.threshold} → tier {order[0].tier}"
+        else:
+            why = f"cheapest tier {cheapest} first: {detail}" + (
+                f" < {self.threshold}" if score.value < self.threshold else ", no stronger tier"
+            )
+        scores = {d.id: f"tier {d.tier}" for d in order}
+        return Ranking(tuple(order), why, scores)
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeStep:
+    """One tier of a cascade: what it answered (or how it failed) and how sure it looked."""
+
+    tier: int
+    outcome: Outcome[ChatResponse] | None
+    error: CallFailed | None = None
+    confidence: Score | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeResult:
+    outcome: Outcome[ChatResponse]
+    """The answer kept (the last tier tried that answered)."""
+    steps: tuple[CascadeStep, ...]
+    unsure: bool
+    """Even the last tier's answer scored below the threshold."""
+
+    @property
+    def escalated(self) -> bool:
+        return len(self.steps) > 1
+
+
+async def run_cascade(
+    decision: RouteDecision,
+    call: Callable[[Sequence[Deployment]], Awaitable[Outcome[ChatResponse]]],
+    request: ChatRequest,
+    *,
+    confidence: ConfidenceFn = heuristic_confidence,
+    threshold: float = 0.5,
+) -> CascadeResult:
+    """Call the decision's tiers in ranked order (each tier's deployments given to ``call``
+    together, so it can fall back within the tier), moving up to a *stronger* tier while the
+    answer's confidence is below ``threshold`` or the tier failed outright.
+
+    Not for streams: judging confidence needs the whole answer, so a streamed request relies on
+    the :class:`CascadeStrategy` ranking (the scorer) alone."""
+    tiers = [(tier, tuple(group)) for tier, group in groupby(decision.ranked, key=lambda d: d.tier)]
+    steps: list[CascadeStep] = []
+    for i, (tier, deployments) in enumerate(tiers):
+        last = i + 1 == len(tiers) or tiers[i + 1][0] <= tier  # only ever escalate upwards
+        try:
+            outcome = await call(deployments)
+        except CallFailed as failure:
+            steps.append(CascadeStep(tier, None, error=failure))
+            if last or isinstance(failure.last_error, BadModelRequest):
+                raise
+            continue
+        sure = confidence(request, outcome.value)
+        steps.append(CascadeStep(tier, outcome, confidence=sure))
+        if sure.value >= threshold or last:
+            return CascadeResult(outcome, tuple(steps), unsure=sure.value < threshold)
+    raise AssertionError("a route decision always ranks at least one deployment")
+
+
+# -- the router -----------------------------------------------------------------------------------
+
+
+TokenCounter = Callable[[ChatRequest], int]
+"""Counts a request's prompt tokens."""
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """About four characters per token, over the messages, tool calls and tool schemas."""
+    chars = sum(
+        len(m.text) + len(m.role) + sum(len(c.arguments) for c in m.tool_calls)
+        for m in request.messages
+    )
+    chars += sum(
+        len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in request.tools
+    )
+    return math.ceil(chars / 4)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """An alias clients call, over deployments, with the strategy that ranks them."""
+
+    name: str
+    deployments: tuple[Deployment, ...]
+    strategy: RoutingStrategy = field(default_factory=PriorityStrategy)
+    aliases: tuple[str, ...] = ()
+
+
+def _needs(request: RouteRequest) -> set[Capability]:
+    chat = request.chat
+    needs = {Capability.CHAT}
+    if request.stream:
+        needs.add(Capability.STREAM)
+    if chat.tools:
+        needs.add(Capability.TOOLS)
+    if chat.response_format != "text":
+        needs.add(Capability.JSON)
+    if any(
+        not isinstance(m.content, str) and any(p.get("type") == "image_url" for p in m.content)
+        for m in chat.messages
+    ):
+        needs.add(Capability.VISION)
+    return needs
+
+
+class Router:
+    """Groups by name and alias; :meth:`route` explains every decision.
+
+    Routing only reads ``stats``: the caller wraps each call in :meth:`RoutingStats.track`
+    (latency, in flight) and reports its tokens with :meth:`RoutingStats.record_usage`.
+    """
+
+    def __init__(
+        self,
+        groups: Iterable[ModelGroup],
+        *,
+        clock: Clock,
+        stats: RoutingStats | None = None,
+        breakers: Breakers | None = None,
+        count_tokens: TokenCounter = estimate_tokens,
+    ) -> None:
+        self._groups: dict[str, ModelGroup] = {}
+        for group in groups:
+            for name in (group.name, *group.aliases):
+                if name in self._groups:
+                    raise ValueError(f"model group name {name!r} is used twice")
+                self._groups[name] = group
+        self.clock = clock
+        self.stats = stats or RoutingStats(clock)
+        self.breakers = breakers
+        self.count_tokens = count_tokens
+
+    def group(self, name: str) -> ModelGroup:
+        group = self._groups.get(name)
+        if group is None:
+            near = difflib.get_close_matches(name, self._groups, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+            raise ModelNotFound(f"no model group {name!r}{hint}", model=name)
+        return group
+
+    def route(self, request: RouteRequest) -> RouteDecision:
+        """Rank the group's deployments for this request (``NoDeploymentAvailable`` when none
+        can take it)."""
+        group = self.group(request.chat.model)
+        prompt = self.count_tokens(request.chat)
+        needed = prompt + (request.chat.max_tokens or 0)
+        needs = _needs(request)
+        excluded: list[Exclusion] = []
+        candidates: list[Deployment] = []
+        for d in group.deployments:
+            reason = self._unfit(d, needs, needed, request.chat.max_tokens)
+            if reason is not None:
+                excluded.append(reason)
+            else:
+                candidates.append(d)
+        if not candidates:
+            raise NoDeploymentAvailable(group.name, excluded)
+        ctx = RouteContext(request, prompt, needed, self.stats, self.clock.now())
+        ranking = group.strategy.rank(candidates, ctx)
+        excluded += ranking.excluded
+        if not ranking.order:
+            raise NoDeploymentAvailable(group.name, excluded)
+        return RouteDecision(
+            group.name,
+            group.strategy.name,
+            tuple(d.id for d in group.deployments),
+            tuple(excluded),
+            ranking.order,
+            ranking.reason,
+            ranking.scores,
+            prompt,
+            needed,
+        )
+
+    def _unfit(
+        self, d: Deployment, needs: set[Capability], needed: int, max_tokens: int | None
+    ) -> Exclusion | None:
+        missing = needs - d.info.capabilities
+        if missing:
+            return Exclusion(d.id, f"cannot {', '.join(sorted(missing))}")
+        window = d.context_window
+        if window is not None and needed > window:
+            return Exclusion(
+                d.id, f"context window {window} < {needed} tokens (prompt + max_tokens)"
+            )
+        if (
+            max_tokens is not None
+            and d.info.max_output is not None
+            and max_tokens > d.info.max_output
+        ):
+            return Exclusion(d.id, f"max_tokens {max_tokens} > its max output {d.info.max_output}")
+        if self.breakers is not None and not self.breakers.available(d.id):
+            return Exclusion(d.id, "circuit breaker open", transient=True)
+        return None
