@@ -61,7 +61,11 @@ async def test_a_failed_journal_write_fails_closed(ok: int, ran: int) -> None:
     calls: list[str] = []
 
     def step(name: str) -> Any:
-        return lambda: calls.append(name) or name
+        async def run() -> str:  # async: branches start in the same loop turn, deterministically
+            calls.append(name)
+            return name
+
+        return run
 
     wf = workflow(
         "w",
