@@ -5,6 +5,9 @@ The tree::
     PodiumError
     ├── ConfigError                    bad settings or environment
     ├── RateLimitExceeded              a gateway rate limit (ours) refused the request
+    ├── BudgetExceeded                 (finops.budgets) a hard budget cannot take the worst case
+    ├── ReservationNotFound            (finops.budgets) settle/release of an unknown reservation
+    ├── UnknownPrice                   (finops.pricing) no price for the model on that date
     ├── DefinitionError                a workflow definition is invalid (carries every issue found)
     ├── StoreError                     the journal/store failed or was used wrongly
     │   ├── RunNotFound

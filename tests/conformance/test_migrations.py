@@ -44,7 +44,16 @@ def test_upgrade_head_matches_the_declared_schema(empty_engine: Engine) -> None:
     upgrade_to_head(empty_engine)
     assert schema_diff(empty_engine) == []
     tables = set(inspect(empty_engine).get_table_names())
-    assert tables == {"runs", "events", "signals", "alembic_version"}
+    assert tables == {
+        "runs",
+        "events",
+        "signals",
+        "cost_ledger",
+        "budget_counters",
+        "budget_reservations",
+        "budget_alerts",
+        "alembic_version",
+    }
 
 
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:
@@ -82,5 +91,5 @@ def test_concurrent_upgrades_are_serialised(empty_engine: Engine) -> None:
 
 def test_single_head_and_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == ["0002"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0002", "0001"]

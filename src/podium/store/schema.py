@@ -10,16 +10,26 @@ they are how an append or a signal to an unknown run is refused without an extra
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
+    Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -69,3 +79,114 @@ signals = Table(
     Column("payload", Text, nullable=False),
 )
 """External signals delivered to a run, first write wins."""
+
+
+# -- FinOps (revision 0002) -----------------------------------------------------------------------
+# Money is exact on both databases. Ledger amounts are ExactDecimal: PostgreSQL NUMERIC
+# (unconstrained, exact), SQLite TEXT holding the decimal's fixed-point text (SQLite has no decimal
+# type; its NUMERIC affinity would turn amounts into floats). Budget counters are whole
+# picodollars (10^-12 USD) in an integer column, so the guarded UPDATE of a reservation does exact
+# integer arithmetic inside the database: BIGINT on SQLite (up to ~9.2 million USD per counter),
+# NUMERIC(38, 0) on PostgreSQL.
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A ``Decimal`` stored exactly: NUMERIC on PostgreSQL, fixed-point text on SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise TypeError(f"an exact amount must be a finite Decimal, not {value!r}")
+        return value if dialect.name == "postgresql" else format(value, "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(value)
+
+
+PICO_UNITS = BigInteger().with_variant(Numeric(38, 0), "postgresql")
+"""Whole picodollars (10^-12 USD), for counters the database adds up itself."""
+
+cost_ledger = Table(
+    "cost_ledger",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("day", String(10), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("routed_from", String(200), nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cache_read_tokens", Integer, nullable=False),
+    Column("cache_write_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("characters", Integer, nullable=False),
+    Column("images", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("cost", ExactDecimal(), nullable=False),
+    Column("baseline_cost", ExactDecimal(), nullable=True),
+    Column("cache_hit", Boolean, nullable=False),
+    Column("org", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("key_id", String(200), nullable=True),
+    Column("use_case", String(200), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("step", Text, nullable=True),
+)
+"""One append-only row per priced model call (see :class:`podium.finops.ledger.LedgerEntry`):
+usage counts, exact cost and attribution; no copied catalog data."""
+
+budget_counters = Table(
+    "budget_counters",
+    metadata,
+    Column("budget_id", String(200), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("spent", PICO_UNITS, nullable=False),
+    Column("reserved", PICO_UNITS, nullable=False),
+)
+"""Spend and open reservations of one budget in one window (``period``: the window's first day,
+or ``total``), in picodollars."""
+
+budget_reservations = Table(
+    "budget_reservations",
+    metadata,
+    Column("reservation_id", String(64), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("amount", PICO_UNITS, nullable=False),
+    Column("actual", PICO_UNITS, nullable=True),
+    Column("holds", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_budget_reservations_state_expires_at", "state", "expires_at"),
+)
+"""Reservations: ``held`` until ``settled``, ``released`` or ``expired``; ``holds`` is the JSON
+list of the ``[budget_id, period]`` counters the amount is held on. The sweeper finds expired
+holds, and old finished rows to forget, by ``(state, expires_at)``."""
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("budget_id", String(200), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("threshold", String(32), primary_key=True),
+    Column("limit_amount", ExactDecimal(), nullable=False),
+    Column("spent", ExactDecimal(), nullable=False),
+    Column("ts", Float, nullable=False),
+)
+"""Alert thresholds crossed by a budget's spend, each recorded once per window."""
