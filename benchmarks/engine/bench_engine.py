@@ -643,6 +643,33 @@ def bench_journal(reps: int) -> None:
     )
 
 
+def sqlite_floor(commits: int = 1_000) -> dict[str, float]:
+    """What one commit costs this disk right now: bare ``sqlite3``, WAL, one row per transaction.
+
+    No engine can commit a step faster than this; at ``FULL`` it is the ``fsync``, which other
+    processes' disk traffic can make many times slower. Returns µs per commit by level.
+    """
+    floor = {}
+    for level in ("NORMAL", "FULL"):
+        with tmp_dir() as directory:
+            conn = sqlite3.connect(directory / "floor.db", isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={level}")
+                conn.execute(
+                    "CREATE TABLE e (run_id TEXT, seq INTEGER, data TEXT, PRIMARY KEY (run_id, seq))"
+                )
+                start = time.perf_counter()
+                for i in range(commits):
+                    conn.execute("BEGIN")
+                    conn.execute("INSERT INTO e VALUES (?, ?, ?)", ("run", i, '{"o":null}'))
+                    conn.execute("COMMIT")
+                floor[level] = (time.perf_counter() - start) * 1e6 / commits
+            finally:
+                conn.close()
+    return floor
+
+
 # -- the report -----------------------------------------------------------------------------
 
 SEQ = "Sequential, 1,000 no-op steps (µs/step)"
@@ -808,6 +835,10 @@ def main(argv: list[str] | None = None) -> int:
             "are competing for the CPUs and will inflate the numbers (best run on an idle machine)"
         )
     began = time.perf_counter()
+    floor_before = sqlite_floor()
+    log(
+        f"sqlite floor: {floor_before['NORMAL']:.0f} µs/commit NORMAL, {floor_before['FULL']:.0f} FULL"
+    )
     if args.only in (None, "sequential"):
         bench_sequential(args.reps, args.warmup)
     if args.only in (None, "fan-out"):
@@ -816,6 +847,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_fan_out(FAN_LARGE, args.reps_large, 0, ("NORMAL",))
     if args.only in (None, "journal"):
         bench_journal(max(1, min(args.reps, 3)))
+    floor_after = sqlite_floor()
+    log(
+        f"sqlite floor: {floor_after['NORMAL']:.0f} µs/commit NORMAL, {floor_after['FULL']:.0f} FULL"
+    )
     wall = time.perf_counter() - began
     load_after = os.getloadavg()
 
@@ -828,6 +863,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.reps_large} runs, no extra warm-up, for 10,000-way); "
         f"whole benchmark {wall:.0f} s on {os.cpu_count()} CPUs "
         f"(load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)."
+    )
+    print(
+        "Bare sqlite3 commit on this disk (WAL, one row per transaction), before / after: "
+        f"NORMAL {floor_before['NORMAL']:.0f} / {floor_after['NORMAL']:.0f} µs, "
+        f"FULL {floor_before['FULL']:.0f} / {floor_after['FULL']:.0f} µs."
     )
     if args.json:
         document = {
@@ -851,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
                 "payload_bytes": PAYLOAD_BYTES,
             },
             "wall_seconds": round(wall, 1),
+            "sqlite_commit_floor_us": {"before": floor_before, "after": floor_after},
             "rows": [
                 {
                     "group": r.group,

@@ -354,7 +354,9 @@ def _violation(error: BaseException | None) -> Literal["unique", "foreign_key", 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 """Accepted values of SQLite's ``PRAGMA synchronous``."""
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for another process's write lock before failing: long enough
+that a loaded machine never turns contention into an error."""
 """How long a SQLite writer waits for another connection's write lock before failing."""
 
 _DRIVERS = {
