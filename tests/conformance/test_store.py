@@ -11,7 +11,7 @@ import pytest
 
 from podium.errors import ConfigError, JournalConflict, RunNotFound, StoreError
 from podium.store import MemoryStore, open_store
-from podium.store.sql import SQLStore, create_store_engine, store_url
+from podium.store.sql import SQLITE_BUSY_TIMEOUT_MS, SQLStore, create_store_engine, store_url
 from podium.types import Event, RunRecord, RunStatus, RunUpdate, Store
 
 
@@ -424,7 +424,7 @@ def test_sqlite_connections_get_wal_and_pragmas(tmp_path: Path, level: str, code
 
             assert pragma("journal_mode") == "wal"
             assert pragma("synchronous") == code
-            assert pragma("busy_timeout") == 5000
+            assert pragma("busy_timeout") == SQLITE_BUSY_TIMEOUT_MS
             assert pragma("foreign_keys") == 1
     finally:
         engine.dispose()
