@@ -26,14 +26,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
-from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import (
-    AuthenticationFailed,
     BadModelRequest,
     ContextLengthExceeded,
     ModelError,
@@ -46,13 +44,11 @@ from podium.models.base import (
     ChatResponse,
     FinishReason,
     Message,
-    Model,
     ToolCall,
     Usage,
 )
+from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    Endpoint,
-    make_client,
     map_http_error,
     map_transport_error,
     redact,
@@ -61,7 +57,6 @@ from podium.models.providers.http import (
 from podium.models.providers.sse import iter_sse
 
 if TYPE_CHECKING:
-    from podium.config import Settings
     from podium.models.catalog import ModelInfo
     from podium.models.registry import ModelRegistry
 
@@ -165,7 +160,7 @@ def wire_messages(messages: Sequence[Message]) -> tuple[str | None, list[dict[st
     return system, wire
 
 
-class AnthropicModel(Model):
+class AnthropicModel(HostedModel):
     """A Claude model behind Anthropic's Messages API."""
 
     provider = "anthropic"
@@ -188,45 +183,18 @@ class AnthropicModel(Model):
                 sends nothing until it is done, hence the official SDKs' 10 minutes).
             transport: The httpx transport (the test seam; ``None``: real network).
         """
-        super().__init__(info.name)
-        self.info = info
-        self.capabilities = info.capabilities
-        self.base_url = (base_url or BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._timeout = timeout
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
-
-    @classmethod
-    def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
-        """The adapter for ``info`` with the key and base URL ``settings`` hold."""
-        return cls(
+        super().__init__(
             info,
-            base_url=settings.provider_urls.get("anthropic"),
-            api_key=settings.provider_keys.get("anthropic"),
+            base_url=(base_url or BASE_URL).rstrip("/"),
+            api_key=api_key,
+            timeout=timeout,
+            transport=transport,
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.name!r}, base_url={self.base_url!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
-        return self._http
-
     def _headers(self) -> dict[str, str]:
-        if self._api_key is None:
-            variable = PROVIDER_KEY_VARIABLES["anthropic"][0]
-            raise AuthenticationFailed(
-                f"no API key for anthropic: set {variable}", provider=self.provider, model=self.name
-            )
-        return {"x-api-key": self._api_key.get_secret_value(), "anthropic-version": API_VERSION}
-
-    def _secret(self) -> str | None:
-        return self._api_key.get_secret_value() if self._api_key else None
+        return {"x-api-key": self._key(), "anthropic-version": API_VERSION}
 
     def _error(self, response: httpx.Response, body: bytes, request_id: str | None) -> ModelError:
         body = redact(body, self._secret())
@@ -242,10 +210,6 @@ class AnthropicModel(Model):
         if response.status_code == 413:  # request_too_large: bytes, not tokens
             return BadModelRequest(text, request_id=request_id, **kw)
         return map_http_error(response, request_id=request_id, body=body, **kw)
-
-    def _require(self, capability: Capability) -> None:
-        if capability not in self.capabilities:
-            raise self._unsupported(capability)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -426,11 +390,6 @@ class AnthropicModel(Model):
             model_served=served,
             request_id=request_id,
         )
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 def _json_schema(response_format: str | Mapping[str, Any]) -> dict[str, Any] | None:

@@ -58,13 +58,11 @@ from podium.models.base import (
     ChatResponse,
     FinishReason,
     Message,
-    Model,
     ToolCall,
     Usage,
 )
+from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    Endpoint,
-    make_client,
     map_http_error,
     map_transport_error,
     redact,
@@ -322,7 +320,7 @@ def _botocore() -> Any:
     return botocore
 
 
-class BedrockModel(Model):
+class BedrockModel(HostedModel):
     """A model served by AWS Bedrock's Converse API."""
 
     provider = PROVIDER
@@ -352,18 +350,17 @@ class BedrockModel(Model):
             transport: The httpx transport (the test seam; ``None``: real network).
             clock: Where signing reads the time (``None``: the system clock).
         """
-        super().__init__(info.name)
-        self.info = info
-        self.capabilities = info.capabilities
+        super().__init__(
+            info,
+            base_url=(base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+        )
         self.region = region
-        self.base_url = (base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         self._access_key = access_key
         self._secret_key = secret_key
         self._session_token = session_token
-        self._timeout = timeout
-        self._transport = transport
         self._clock = clock
-        self._http: httpx.AsyncClient | None = None
 
     @classmethod
     def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
@@ -386,16 +383,6 @@ class BedrockModel(Model):
         )
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
-        return self._http
-
-    def _require(self, capability: Capability) -> None:
-        if capability not in self.capabilities:
-            raise self._unsupported(capability)
 
     def _url(self, operation: str) -> str:
         return f"{self.base_url}/model/{quote(self.info.provider_model, safe='')}/{operation}"
@@ -653,11 +640,6 @@ class BedrockModel(Model):
         status = _STREAM_STATUS.get(name, 500)
         error_type = name[:1].upper() + name[1:]
         return self._map_error(status, error_type, message.payload, headers, request_id)
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 def register(registry: ModelRegistry) -> None:

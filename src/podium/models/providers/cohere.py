@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
-from podium.config import PROVIDER_KEY_VARIABLES
-from podium.errors import AuthenticationFailed, ModelError, ProviderOverloaded
+from podium.errors import ModelError, ProviderOverloaded
 from podium.models.base import (
     Capability,
     ChatChunk,
@@ -39,13 +38,11 @@ from podium.models.base import (
     EmbedResponse,
     FinishReason,
     Message,
-    Model,
     ToolCall,
     Usage,
 )
+from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    Endpoint,
-    make_client,
     map_http_error,
     map_transport_error,
     redact,
@@ -54,7 +51,6 @@ from podium.models.providers.http import (
 from podium.models.providers.sse import iter_sse
 
 if TYPE_CHECKING:
-    from podium.config import Settings
     from podium.models.catalog import ModelInfo
     from podium.models.registry import ModelRegistry
 
@@ -151,7 +147,7 @@ def _calls(data: Sequence[Mapping[str, Any]] | None) -> list[ToolCall]:
     ]
 
 
-class CohereModel(Model):
+class CohereModel(HostedModel):
     """A Cohere model behind the v2 API."""
 
     provider = PROVIDER
@@ -173,49 +169,21 @@ class CohereModel(Model):
             timeout: Seconds for connecting and for each read.
             transport: The httpx transport (the test seam; ``None``: real network).
         """
-        super().__init__(info.name)
-        self.info = info
-        self.capabilities = info.capabilities
-        self.base_url = (base_url or BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._timeout = timeout
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
-
-    @classmethod
-    def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
-        """The adapter for ``info`` with the key and base URL ``settings`` hold."""
-        return cls(
+        super().__init__(
             info,
-            base_url=settings.provider_urls.get(PROVIDER),
-            api_key=settings.provider_keys.get(PROVIDER),
+            base_url=(base_url or BASE_URL).rstrip("/"),
+            api_key=api_key,
+            timeout=timeout,
+            transport=transport,
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.name!r}, base_url={self.base_url!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
-        return self._http
-
     def _headers(self) -> dict[str, str]:
-        if self._api_key is None:
-            variables = " or ".join(PROVIDER_KEY_VARIABLES[PROVIDER])
-            raise AuthenticationFailed(
-                f"no API key for cohere: set {variables}", provider=PROVIDER, model=self.name
-            )
-        return {"authorization": f"Bearer {self._api_key.get_secret_value()}"}
-
-    def _require(self, capability: Capability) -> None:
-        if capability not in self.capabilities:
-            raise self._unsupported(capability)
+        return {"authorization": f"Bearer {self._key()}"}
 
     def _error(self, response: httpx.Response, body: bytes) -> ModelError:
-        body = redact(body, self._api_key.get_secret_value() if self._api_key else None)
+        body = redact(body, self._secret())
         request_id = _body_id(body) or response.headers.get("x-debug-trace-id")
         return map_http_error(
             response, provider=PROVIDER, model=self.name, request_id=request_id, body=body
@@ -410,11 +378,6 @@ class CohereModel(Model):
             request_id=request_id,
             latency_s=time.perf_counter() - started,
         )
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 def _body_id(body: bytes) -> str | None:

@@ -30,12 +30,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
-from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import (
     AuthenticationFailed,
     ContentRefused,
@@ -52,13 +51,11 @@ from podium.models.base import (
     EmbedResponse,
     FinishReason,
     Message,
-    Model,
     ToolCall,
     Usage,
 )
+from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    Endpoint,
-    make_client,
     map_http_error,
     map_transport_error,
     redact,
@@ -67,7 +64,6 @@ from podium.models.providers.http import (
 from podium.models.providers.sse import iter_sse
 
 if TYPE_CHECKING:
-    from podium.config import Settings
     from podium.models.catalog import ModelInfo
     from podium.models.registry import ModelRegistry
 
@@ -258,7 +254,7 @@ def _duration(value: Any) -> float | None:
     return None
 
 
-class GeminiModel(Model):
+class GeminiModel(HostedModel):
     """A Gemini model behind Google's Gemini API."""
 
     provider = PROVIDER
@@ -280,42 +276,18 @@ class GeminiModel(Model):
             timeout: Seconds for connecting and for each read.
             transport: The httpx transport (the test seam; ``None``: real network).
         """
-        super().__init__(info.name)
-        self.info = info
-        self.capabilities = info.capabilities
-        self.base_url = (base_url or BASE_URL).rstrip("/")
-        self._api_key = api_key
-        self._timeout = timeout
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
-
-    @classmethod
-    def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
-        """The adapter for ``info`` with the key and base URL ``settings`` hold."""
-        return cls(
+        super().__init__(
             info,
-            base_url=settings.provider_urls.get(PROVIDER),
-            api_key=settings.provider_keys.get(PROVIDER),
+            base_url=(base_url or BASE_URL).rstrip("/"),
+            api_key=api_key,
+            timeout=timeout,
+            transport=transport,
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.name!r}, base_url={self.base_url!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
-        return self._http
-
     def _headers(self) -> dict[str, str]:
-        if self._api_key is None:
-            variables = " or ".join(PROVIDER_KEY_VARIABLES[PROVIDER])
-            raise AuthenticationFailed(
-                f"no API key for gemini: set {variables}", provider=PROVIDER, model=self.name
-            )
-        return {"x-goog-api-key": self._api_key.get_secret_value()}
+        return {"x-goog-api-key": self._key()}
 
     @property
     def resource(self) -> str:
@@ -326,12 +298,8 @@ class GeminiModel(Model):
     def _path(self, method: str) -> str:
         return f"{API_VERSION}/{self.resource}:{method}"
 
-    def _require(self, capability: Capability) -> None:
-        if capability not in self.capabilities:
-            raise self._unsupported(capability)
-
     def _error(self, response: httpx.Response, body: bytes) -> ModelError:
-        body = redact(body, self._api_key.get_secret_value() if self._api_key else None)
+        body = redact(body, self._secret())
         request_id = response.headers.get("x-goog-request-id")
         kw: dict[str, Any] = {"provider": PROVIDER, "model": self.name, "request_id": request_id}
         error = _error_object(body)
@@ -561,11 +529,6 @@ class GeminiModel(Model):
             request_id=request_id,
             latency_s=time.perf_counter() - started,
         )
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 def _error_object(body: bytes) -> Mapping[str, Any]:

@@ -26,7 +26,6 @@ from pydantic import SecretStr
 
 from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import (
-    AuthenticationFailed,
     ConfigError,
     ContentRefused,
     ContextLengthExceeded,
@@ -47,9 +46,8 @@ from podium.models.base import (
     ToolCall,
     Usage,
 )
+from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    Endpoint,
-    make_client,
     map_http_error,
     map_transport_error,
     redact,
@@ -178,7 +176,7 @@ def response_format(value: str | Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-class OpenAICompatModel(Model):
+class OpenAICompatModel(HostedModel):
     """A model served by an OpenAI-compatible API."""
 
     def __init__(
@@ -201,19 +199,20 @@ class OpenAICompatModel(Model):
                 sends nothing until it is done, hence the official SDKs' 10 minutes).
             transport: The httpx transport (the test seam; ``None``: real network).
         """
-        super().__init__(info.name)
-        self.info = info
+        super().__init__(
+            info,
+            base_url=(base_url or spec.base_url or "").rstrip("/") or None,
+            api_key=api_key,
+            timeout=timeout,
+            transport=transport,
+        )
         self.spec = spec
         self.provider = spec.name
-        self.capabilities = info.capabilities
-        self.base_url = (base_url or spec.base_url or "").rstrip("/") or None
-        self._api_key = api_key
-        self._timeout = timeout
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
 
     @classmethod
-    def from_settings(cls, info: ModelInfo, settings: Settings, spec: ProviderSpec) -> Self:
+    def from_settings(  # type: ignore[override]  # the provider comes from ``spec``
+        cls, info: ModelInfo, settings: Settings, spec: ProviderSpec
+    ) -> Self:
         """The adapter for ``info`` with the key and base URL ``settings`` hold for ``spec``."""
         return cls(
             info,
@@ -236,21 +235,15 @@ class OpenAICompatModel(Model):
                 f"{self.provider} has no base URL: set {self.spec.url_variable} "
                 "(e.g. http://127.0.0.1:8000/v1)"
             )
-        if self._http is None:
-            endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
-        return self._http
+        return super()._client()
+
+    def _key_variables(self) -> tuple[str, ...]:
+        return (self.spec.key_variable,)
 
     def _headers(self) -> dict[str, str]:
-        if self._api_key is None:
-            if self.spec.needs_key:
-                raise AuthenticationFailed(
-                    f"no API key for {self.provider}: set {self.spec.key_variable}",
-                    provider=self.provider,
-                    model=self.name,
-                )
+        if self._api_key is None and not self.spec.needs_key:
             return {}
-        secret = self._api_key.get_secret_value()
+        secret = self._key()
         return {"api-key": secret} if self.spec.azure else {"authorization": f"Bearer {secret}"}
 
     def _target(self, operation: str) -> tuple[str, dict[str, str]]:
@@ -295,10 +288,6 @@ class OpenAICompatModel(Model):
                 model=self.name,
                 request_id=request_id,
             ) from None
-
-    def _require(self, capability: Capability) -> None:
-        if capability not in self.capabilities:
-            raise self._unsupported(capability)
 
     # -- chat -------------------------------------------------------------------------------------
 
@@ -438,9 +427,6 @@ class OpenAICompatModel(Model):
         body = json.dumps({"error": err}).encode()
         return self._error(httpx.Response(status, headers=headers), body)
 
-    def _secret(self) -> str | None:
-        return self._api_key.get_secret_value() if self._api_key else None
-
     # -- embeddings -------------------------------------------------------------------------------
 
     async def embed(self, request: EmbedRequest) -> EmbedResponse:
@@ -461,11 +447,6 @@ class OpenAICompatModel(Model):
             request_id=request_id,
             latency_s=latency,
         )
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 def _tool_spec(tool: Tool) -> dict[str, Any]:
