@@ -229,19 +229,37 @@ class Engine:
         # registered before the first await, so a concurrent resume() finds it
         return await self._track(run_id, self._resume(run_id, target, force))
 
+    async def plan_for_resume(
+        self, run_id: str, target: Workflow | Plan | None = None, *, force: bool = False
+    ) -> Plan | None:
+        """The plan a resume would run (``None`` when the run is over), or raise why it cannot:
+        ``NonDeterminism`` when the definition changed since the run started."""
+        record = await self.store.get_run(run_id)
+        if record.status in _FINAL:
+            return None
+        return self._checked_plan(
+            record, Replay.from_events(await self.store.events(run_id)), target, force
+        )
+
+    def _checked_plan(
+        self, record: RunRecord, replay: Replay, target: Workflow | Plan | None, force: bool
+    ) -> Plan:
+        p = self.plan(target) if target is not None else self.rebuild(record, replay)
+        if p.source_hash != record.source_hash and not force:
+            raise NonDeterminism(
+                f"run {record.run_id}: the workflow definition changed since the run started "
+                "(resume with force to continue with the new definition)",
+                run_id=record.run_id,
+            )
+        return p
+
     async def _resume(self, run_id: str, target: Workflow | Plan | None, force: bool) -> RunResult:
         record = await self.store.get_run(run_id)
         if record.status in _FINAL:
             return RunResult.from_record(record)
         events = await self.store.events(run_id)
         replay = Replay.from_events(events)
-        p = self.plan(target) if target is not None else self.rebuild(record, replay)
-        if p.source_hash != record.source_hash and not force:
-            raise NonDeterminism(
-                f"run {run_id}: the workflow definition changed since the run started "
-                "(resume with force=True / --force to continue with the new definition)",
-                run_id=run_id,
-            )
+        p = self._checked_plan(record, replay, target, force)
         if record.status == "waiting":
             await self.store.append(
                 [Event(run_id, replay.last_seq + 1, "run_resumed", "", 0, self.clock.now())],

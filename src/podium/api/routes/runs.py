@@ -29,16 +29,12 @@ from podium.api.schemas import (
     StepInfo,
 )
 from podium.api.state import EngineDep, StateDep
-from podium.errors import NonDeterminism
 from podium.types import RunStatus
 from podium.workflows.engine import Engine
 from podium.workflows.history import pending_reviews, steps_of
-from podium.workflows.journal import Replay
-from podium.workflows.plan import Plan
 
 router = APIRouter(prefix="/api", tags=["runs"], responses=ERROR_RESPONSES)
 
-_FINAL: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The run's state does not allow this"}
@@ -118,21 +114,6 @@ async def get_events(
     return [EventInfo.of(e) for e in events[:limit]]
 
 
-async def _plan_for_resume(engine: Engine, run_id: str, *, force: bool) -> Plan | None:
-    """Rebuild the plan a resume will run (``None`` if the run is over), or raise why not."""
-    record = await engine.store.get_run(run_id)
-    if record.status in _FINAL:
-        return None
-    plan = engine.rebuild(record, Replay.from_events(await engine.store.events(run_id)))
-    if plan.source_hash != record.source_hash and not force:
-        raise NonDeterminism(
-            f"run {run_id}: the workflow definition changed since the run started "
-            "(resume with force=true to continue with the new definition)",
-            run_id=run_id,
-        )
-    return plan
-
-
 async def _decide(
     run_id: str,
     body: Decision,
@@ -141,7 +122,7 @@ async def _decide(
     state: StateDep,
     engine: Engine,
 ) -> DecisionAccepted:
-    plan = await _plan_for_resume(engine, run_id, force=False)
+    plan = await engine.plan_for_resume(run_id, force=False)
     by = body.by or principal.subject
     path = await engine.decide(run_id, body.step, approved=approved, comment=body.comment, by=by)
     assert plan is not None  # decide() refuses a run that is not waiting
@@ -202,7 +183,7 @@ async def resume(
     """Continue a run from its journal in the background: finished steps are replayed, never
     re-executed. A run waiting for a review just suspends again until it is decided."""
     force = body.force if body is not None else False
-    plan = await _plan_for_resume(engine, run_id, force=force)
+    plan = await engine.plan_for_resume(run_id, force=force)
     if plan is None:
         response.status_code = status.HTTP_200_OK
         return RunState.of(await engine.result(run_id))
