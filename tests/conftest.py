@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import psycopg
 import pytest
@@ -16,6 +16,7 @@ from podium import Engine, MemoryStore, open_store
 from podium.store.migrations import upgrade_to_head
 from podium.store.sql import store_url
 from podium.testing import FakeClock
+from podium.testing.simulators.server import Simulator
 from podium.types import Store
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
@@ -122,3 +123,35 @@ async def make_engine(store: Store, clock: FakeClock) -> AsyncIterator[Callable[
     yield make
     for engine in engines:
         await engine.close()
+
+
+# -- API simulators on loopback, started once per session, reset per test ---------------------
+
+SimT = TypeVar("SimT", bound=Simulator)
+
+
+@pytest.fixture(scope="session")
+def _simulator_pool() -> Iterator[dict[tuple[type[Simulator], str], Simulator]]:
+    pool: dict[tuple[type[Simulator], str], Simulator] = {}
+    yield pool
+    for sim in pool.values():
+        sim.stop()
+
+
+@pytest.fixture
+def use_simulator(
+    _simulator_pool: dict[tuple[type[Simulator], str], Simulator],
+) -> Callable[..., Simulator]:
+    """A running, freshly reset simulator of a class, with constructor options."""
+
+    def use(cls: type[SimT], **options: Any) -> SimT:
+        key = (cls, repr(sorted(options.items())))
+        sim = _simulator_pool.get(key)
+        if sim is None:
+            sim = cls(**options)
+            sim.start()
+            _simulator_pool[key] = sim
+        sim.reset()
+        return cast(SimT, sim)
+
+    return use

@@ -62,6 +62,11 @@ class Settings(BaseModel):
     thread_pool_size: int = Field(default=32, ge=1)
     """Threads available to synchronous step functions."""
 
+    gateway_config: Path | None = None
+    """The gateway's configuration file (model groups, routing, cache, limits, budgets, keys;
+    see ``docs/gateway.md``). ``None``: the embedded defaults — every catalog model callable by
+    name, in-memory cache, no limits or budgets."""
+
     provider_keys: dict[str, SecretStr] = Field(default_factory=dict)
     """API key per hosted provider (``openai``, ``anthropic``, …), from the providers' usual
     variables (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, …). Never logged or shown."""

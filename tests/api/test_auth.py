@@ -42,6 +42,11 @@ KNOWN = {
     ("POST", "/api/runs/{run_id}/reject"),
     ("POST", "/api/runs/{run_id}/resume"),
     ("POST", "/api/runs/{run_id}/cancel"),
+    ("GET", "/api/costs"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/moderations"),
 }
 """Routes the enumeration must find, so that the guards below can never pass vacuously."""
 
@@ -146,7 +151,9 @@ async def test_protected_routes_need_the_token(
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith("Bearer")
     error = response.json()["error"]
-    assert error["type"] == "Unauthorized"
+    # /v1 speaks OpenAI's error shape (its SDK parses it); /api Podium's.
+    openai_shaped = path.startswith("/v1/")
+    assert error["type"] == ("invalid_request_error" if openai_shaped else "Unauthorized")
     assert error["message"] == (
         "missing bearer token" if credentials == "no token" else "invalid bearer token"
     )

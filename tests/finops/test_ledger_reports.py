@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from podium.errors import ModelNotFound
+from podium.errors import ModelNotFound, PodiumError
 from podium.finops import (
     Attribution,
     Ledger,
@@ -23,7 +23,16 @@ from podium.finops import (
     SQLLedger,
     UnknownPrice,
 )
-from podium.finops.reports import calendar_period
+from podium.finops.reports import (
+    PeriodUnit,
+    QueryWording,
+    ReportQueryError,
+    calendar_period,
+    parse_dimensions,
+    parse_where,
+    report_json,
+    report_period,
+)
 from podium.models.base import Usage
 from podium.models.catalog import Catalog
 
@@ -96,6 +105,16 @@ async def test_recording_twice_keeps_the_first_row(ledger: Ledger) -> None:
     )
     assert await ledger.record(retry)  # another billed attempt of the same request
     assert [e.cost for e in await ledger.entries()] == [D("1"), D("3")]
+
+
+async def test_a_batch_goes_in_at_once_and_skips_rows_already_there(ledger: Ledger) -> None:
+    rows = [
+        LedgerEntry(ts("2025-06-01"), f"req-{i}", "openai/gpt-4o", "openai", Usage(i), D(i))
+        for i in range(5)
+    ]
+    assert await ledger.record(rows[0])
+    assert await ledger.record_many([*rows, dataclasses.replace(rows[3], cost=D("9"))]) == 4
+    assert [e.cost for e in await ledger.entries()] == [D(i) for i in range(5)]
 
 
 async def test_sums_are_exact_where_floats_are_not(ledger: Ledger) -> None:
@@ -281,3 +300,164 @@ async def test_a_baseline_must_be_a_priced_model(reports: Reports) -> None:
     )
     with pytest.raises(UnknownPrice, match="acme/late"):
         await Reports(reports._ledger, late).savings(JUNE, baseline="acme/late")
+
+
+# -- report queries and JSON ----------------------------------------------------------------------
+
+WORDING = QueryWording(
+    separator="~",
+    by_twice="twice in by: {name!r}",
+    where_syntax="not a filter: {pair!r}",
+    where_twice="filtered twice: {dimension!r}",
+    period_and_range="period and range",
+    since_after_until="{since} > {until}",
+)
+"""A wording unlike either surface's, so the tests show whose words an error carries."""
+TODAY = date(2025, 6, 15)
+
+
+def test_dimensions_are_comma_separated_or_repeated_and_keep_their_order() -> None:
+    assert parse_dimensions(["team, model", "", "day,"], WORDING) == ["team", "model", "day"]
+    assert parse_dimensions([], WORDING) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["tem"], "unknown dimension 'tem'; did you mean 'team'? dimensions: org, team, "),
+        (["team,colour"], "unknown dimension 'colour'; dimensions: org,"),
+        (["team", "model,team"], "twice in by: 'team'"),
+    ],
+)
+def test_bad_dimensions_are_refused_in_the_surfaces_words(values: list[str], message: str) -> None:
+    with pytest.raises(ReportQueryError) as caught:
+        parse_dimensions(values, WORDING)
+    assert caught.value.param == "by"
+    assert caught.value.message.startswith(message)
+    assert str(caught.value) == caught.value.message
+    assert isinstance(caught.value, PodiumError)
+
+
+def test_filters_split_at_the_surfaces_separator() -> None:
+    where = parse_where([" team ~ ml ", "model~openai/gpt-4o~free"], WORDING)
+    assert where == {"team": "ml", "model": "openai/gpt-4o~free"}  # the first separator splits
+    assert parse_where([], WORDING) == {}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["team=ml"], "not a filter: 'team=ml'"),  # another surface's separator
+        (["team~"], "not a filter: 'team~'"),
+        ([" ~ml"], "not a filter: ' ~ml'"),
+        (["teem~ml"], "unknown dimension 'teem'; did you mean 'team'?"),
+        (["team~ml", "team~ml"], "filtered twice: 'team'"),
+    ],
+)
+def test_bad_filters_are_refused(pairs: list[str], message: str) -> None:
+    with pytest.raises(ReportQueryError) as caught:
+        parse_where(pairs, WORDING)
+    assert caught.value.param == "where"
+    assert caught.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("unit", "on", "since", "until", "start", "end"),
+    [
+        (None, None, None, None, date(2025, 6, 1), date(2025, 7, 1)),  # this month by default
+        ("day", date(2025, 2, 28), None, None, date(2025, 2, 28), date(2025, 3, 1)),
+        ("week", None, None, None, date(2025, 6, 9), date(2025, 6, 16)),  # Monday to Monday
+        (None, date(2024, 12, 31), None, None, date(2024, 12, 1), date(2025, 1, 1)),
+        ("year", date(2024, 3, 1), None, None, date(2024, 1, 1), date(2025, 1, 1)),
+        ("all", date(2024, 3, 1), None, None, None, None),
+        (None, None, date(2025, 6, 1), date(2025, 6, 1), date(2025, 6, 1), date(2025, 6, 2)),
+        (None, None, date(2025, 5, 30), None, date(2025, 5, 30), None),
+        (None, None, None, date(2025, 5, 31), None, date(2025, 6, 1)),  # until is included
+    ],
+)
+def test_a_period_is_a_calendar_unit_or_an_inclusive_range(
+    unit: PeriodUnit | None,
+    on: date | None,
+    since: date | None,
+    until: date | None,
+    start: date | None,
+    end: date | None,
+) -> None:
+    query = report_period(unit, on, since, until, today=TODAY, wording=WORDING)
+    assert query == LedgerQuery(start=start, end=end)
+
+
+@pytest.mark.parametrize(
+    ("unit", "on", "since", "until", "param", "message"),
+    [
+        ("day", None, date(2025, 6, 1), None, "period", "period and range"),
+        (None, TODAY, None, date(2025, 6, 1), "period", "period and range"),
+        (None, None, date(2025, 6, 2), date(2025, 6, 1), "since", "2025-06-02 > 2025-06-01"),
+    ],
+)
+def test_conflicting_periods_are_refused(
+    unit: PeriodUnit | None,
+    on: date | None,
+    since: date | None,
+    until: date | None,
+    param: str,
+    message: str,
+) -> None:
+    with pytest.raises(ReportQueryError) as caught:
+        report_period(unit, on, since, until, today=TODAY, wording=WORDING)
+    assert (caught.value.param, caught.value.message) == (param, message)
+
+
+async def test_a_report_as_json_keeps_every_amount_exact(reports: Reports) -> None:
+    query = dataclasses.replace(JUNE, where={"org": "acme"})
+    rows = await reports.spend(["team"], query)
+    savings = await reports.savings(query, baseline=FOUR_O)
+    report = report_json(query, ["team"], rows, savings)
+    assert report == {
+        "period": {"start": "2025-06-01", "end": "2025-07-01"},
+        "by": ["team"],
+        "where": {"org": "acme"},
+        "rows": [
+            {
+                "group": {"team": "ml"},
+                "cost": "0.0077",  # r1 0.00045 + r2 0.00725 + r3 0
+                "calls": 3,
+                "input_tokens": 5000,
+                "output_tokens": 700,
+                "cache_read_tokens": 1000,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
+                "cache_hits": 1,
+            },
+            {
+                "group": {"team": "research"},
+                "cost": "0.001275",  # r4 0.0012 + r5 0.000075
+                "calls": 2,
+                "input_tokens": 4100,
+                "output_tokens": 1100,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
+                "cache_hits": 0,
+            },
+        ],
+        "total": "0.008975",
+        "savings": {
+            "actual": "0.008975",
+            "baseline_model": FOUR_O,
+            "baseline": "0.042",
+            "vs_baseline": "0.033025",
+            "routing": "0.00985",
+            "routed_calls": 2,
+            "cache": "0.006",
+            "cache_hits": 1,
+            "unpriced": 1,  # r5
+        },
+    }
+    empty = report_json(LedgerQuery(), [], [], None)
+    assert (empty["period"], empty["rows"], empty["total"], empty["savings"]) == (
+        {"start": None, "end": None},
+        [],
+        "0",
+        None,
+    )

@@ -44,7 +44,6 @@ from podium.testing.simulators.openai import OpenAISimulator
 from podium.testing.simulators.server import Fault
 
 # the simulator fixtures of the provider tests, shared rather than copied
-from tests.models.conftest import _simulator_pool, use_simulator  # noqa: F401
 
 HANG = object()
 ALL = frozenset(Capability)

@@ -11,22 +11,28 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fastapi import FastAPI
 
 from podium import __version__
-from podium.api.auth import AdminToken, BearerAuth, public_paths
+from podium.api.auth import AdminToken, Authenticator, BearerAuth, Principal, public_paths
 from podium.api.catalog import WorkflowCatalog
 from podium.api.errors import install_error_handlers
 from podium.api.limits import BodySizeLimit
-from podium.api.routes import health, runs, workflows
+from podium.api.routes import costs, health, runs, workflows
 from podium.api.state import ApiState
 from podium.config import Settings
 from podium.errors import ConfigError
+from podium.gateway import server
+from podium.gateway.build import open_gateway
+from podium.gateway.pipeline import Gateway
 from podium.store import open_store
 from podium.types import Store
 from podium.workflows.engine import Engine
+
+if TYPE_CHECKING:
+    from podium.gateway.config import GatewayConfig
 
 log = logging.getLogger("podium.api")
 
@@ -46,12 +52,25 @@ async def _recover(engine: Engine) -> None:
     log.info("recovery: resumed %d run(s) a crash left running (%s)", len(results), counts)
 
 
+class _Either:
+    """Ask one authenticator, then the other."""
+
+    def __init__(self, first: Authenticator, second: Authenticator) -> None:
+        self.first, self.second = first, second
+
+    def authenticate(self, token: str) -> Principal | None:
+        return self.first.authenticate(token) or self.second.authenticate(token)
+
+
 def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
     workflows_dir: Path | None = None,
     admin_token: str,
+    gateway: Gateway | None = None,
+    gateway_config: GatewayConfig | None = None,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -62,6 +81,11 @@ def create_app(
         workflows_dir: Directory whose ``*.yaml`` workflows the API serves by name (none if
             ``None``). Invalid files are skipped and logged with their located problems.
         admin_token: The bearer token that grants every permission. Never logged.
+        gateway: Serve this gateway (the caller keeps owning it). ``None``: open one from
+            ``gateway_config`` (or the defaults) on the store's database, owned by the app.
+        gateway_config: The gateway's configuration file, loaded.
+        authenticator: Accepts tokens besides the admin token (e.g. :class:`ClientKeys`);
+            it is asked first, then the admin token.
 
     Raises:
         ConfigError: The admin token is empty.
@@ -73,14 +97,31 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store: Store | None = None
+        own_gateway: Gateway | None = None
         active = engine
+        served = gateway
         if active is None:
             store = await open_store(
                 settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
             )
             # The scheme only: the rest of a URL may hold a password.
             log.info("opened the %s store", settings.store_url.partition("://")[0])
-            active = Engine(store, settings=settings)
+        try:
+            if served is None:
+                served = own_gateway = await open_gateway(settings, gateway_config)
+        except BaseException:
+            if store is not None:
+                await store.close()
+            raise
+        if active is None:
+            assert store is not None
+            active = Engine(store, settings=settings, gateway=served)
+        state.gateway = served
+        preset = state.ledger is not None
+        if not preset:
+            state.ledger = served.ledger
+        if state.model_catalog is None:
+            state.model_catalog = served.hub.catalog
         try:
             state.catalog = WorkflowCatalog.load(workflows_dir, registry=active.registry)
             state.engine = active
@@ -89,9 +130,14 @@ def create_app(
         finally:
             await state.stop()
             state.engine = None
+            state.gateway = None
+            if not preset:
+                state.ledger = None
             if store is not None:
                 await active.close()
                 await store.close()
+            if own_gateway is not None:
+                await own_gateway.close()
 
     app = FastAPI(
         title="Podium",
@@ -108,9 +154,12 @@ def create_app(
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(runs.router)
+    app.include_router(costs.router)
+    app.include_router(server.router)
     # The last added runs first: who is calling, then how much they send, then the route.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(
-        BearerAuth, authenticator=AdminToken(admin_token), public_paths=public_paths(app)
-    )
+    auth: Authenticator = AdminToken(admin_token)
+    if authenticator is not None:
+        auth = _Either(authenticator, auth)
+    app.add_middleware(BearerAuth, authenticator=auth, public_paths=public_paths(app))
     return app

@@ -33,6 +33,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.api.errors import ApiError, error_response
+from podium.finops.ledger import Attribution
+from podium.gateway import openai_wire
 
 PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -41,6 +43,8 @@ PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
         "runs:start": "Start runs of a served workflow.",
         "runs:review": "Approve or reject human-review steps.",
         "runs:control": "Resume and cancel runs.",
+        "costs:read": "Read spend, budgets and savings reports.",
+        "models:call": "Call models through the OpenAI-compatible gateway (`/v1/*`).",
     }
 )
 """Every permission a route may require, with what it allows."""
@@ -64,6 +68,8 @@ class Principal:
     subject: str
     """Who: shown as the reviewer when a decision names nobody."""
     permissions: frozenset[str]
+    attribution: Attribution | None = None
+    """Who the principal's model calls are charged to (``None``: the default organisation)."""
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -94,6 +100,41 @@ class AdminToken:
         if hmac.compare_digest(token.encode("utf-8"), self._secret):
             return Principal("admin", frozenset(PERMISSIONS))
         return None
+
+
+class ClientKeys:
+    """API keys for the gateway, each charged to its team, project and use case.
+
+    Keys are compared in constant time against every configured key; a key grants calling models
+    (``models:call``) and nothing else. ``fallback`` (the admin token) is asked when no key
+    matches.
+    """
+
+    __slots__ = ("_fallback", "_keys")
+
+    def __init__(
+        self, keys: Mapping[str, tuple[str, Attribution]], fallback: Authenticator | None = None
+    ) -> None:
+        """
+        Args:
+            keys: Secret → (key id, attribution).
+            fallback: Asked when no key matches.
+        """
+        self._keys = [(secret.encode("utf-8"), kid, a) for secret, (kid, a) in keys.items()]
+        self._fallback = fallback
+
+    def __repr__(self) -> str:
+        return f"ClientKeys(<{len(self._keys)} keys>)"
+
+    def authenticate(self, token: str) -> Principal | None:
+        given = token.encode("utf-8")
+        found: Principal | None = None
+        for secret, kid, attribution in self._keys:
+            if hmac.compare_digest(given, secret):
+                found = Principal(kid, frozenset({"models:call"}), attribution)
+        if found is not None:
+            return found
+        return self._fallback.authenticate(token) if self._fallback is not None else None
 
 
 def _token_from(headers: Headers) -> str | None:
@@ -132,9 +173,11 @@ class BearerAuth:
         else:
             message = "invalid bearer token"
             challenge = 'Bearer realm="podium", error="invalid_token"'
-        response = error_response(
-            401, "Unauthorized", message, headers={"WWW-Authenticate": challenge}
-        )
+        headers = {"WWW-Authenticate": challenge}
+        if scope["path"].startswith(openai_wire.PATH_PREFIX):  # OpenAI clients parse its shape
+            response = openai_wire.status_response(401, message, headers=headers)
+        else:
+            response = error_response(401, "Unauthorized", message, headers=headers)
         await response(scope, receive, send)
 
 

@@ -6,13 +6,19 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
 from podium.api.catalog import WorkflowCatalog
+from podium.api.errors import ApiError
 from podium.errors import PodiumError
+from podium.finops.ledger import Ledger
+from podium.models.catalog import Catalog
 from podium.workflows.engine import Engine
+
+if TYPE_CHECKING:
+    from podium.gateway.pipeline import Gateway
 
 log = logging.getLogger("podium.api")
 T = TypeVar("T")
@@ -25,6 +31,12 @@ class ApiState:
     engine: Engine | None = None
     """Set by the lifespan; ``None`` before start-up and after shutdown."""
     catalog: WorkflowCatalog = field(default_factory=WorkflowCatalog)
+    gateway: Gateway | None = None
+    """The model call path the ``/v1`` routes and the workflows' model steps share."""
+    ledger: Ledger | None = None
+    """The cost ledger the FinOps routes read; ``None``: they answer 503."""
+    model_catalog: Catalog | None = None
+    """Model prices, for savings reports; ``None``: those answer 503."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, T], *, what: str) -> asyncio.Task[T]:
@@ -69,5 +81,23 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+def get_gateway(request: Request) -> Gateway:
+    """The running gateway (a route dependency)."""
+    gateway = get_state(request).gateway
+    if gateway is None:
+        raise RuntimeError("the API is not started: run the app's lifespan")
+    return gateway
+
+
+def get_ledger(request: Request) -> Ledger:
+    """The cost ledger (a route dependency); a 503 when the server has none."""
+    ledger = get_state(request).ledger
+    if ledger is None:
+        raise ApiError(503, "cost reports are unavailable: this server has no cost ledger")
+    return ledger
+
+
 StateDep = Annotated[ApiState, Depends(get_state)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+GatewayDep = Annotated["Gateway", Depends(get_gateway)]

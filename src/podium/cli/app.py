@@ -21,6 +21,7 @@ from rich.text import Text
 from podium.cli import render
 from podium.config import Settings
 from podium.errors import DefinitionError, PodiumError
+from podium.gateway.build import open_gateway
 from podium.store import open_store
 from podium.types import RUN_STATUSES, RunStatus, Store
 from podium.workflows.diagram import to_mermaid
@@ -60,11 +61,17 @@ async def _engine(db: str | None) -> AsyncIterator[Engine]:
     store: Store = await open_store(
         settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
     )
-    engine = Engine(store, settings=settings)
+    try:
+        gateway = await open_gateway(settings)
+    except BaseException:
+        await store.close()
+        raise
+    engine = Engine(store, settings=settings, gateway=gateway)
     try:
         yield engine
     finally:
         await engine.close()
+        await gateway.close()
         await store.close()
 
 
@@ -420,6 +427,10 @@ app.command()(serve)
 from podium.cli.models import models_app  # noqa: E402
 
 app.add_typer(models_app, name="models")
+
+from podium.cli.costs import costs  # noqa: E402
+
+app.command()(costs)
 
 
 def main() -> None:

@@ -15,14 +15,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from podium.config import Settings
-from podium.errors import PodiumError
+from podium.errors import ConfigError, PodiumError
 
 TOKEN_ENV = "PODIUM_ADMIN_TOKEN"
 
 
-def _base_url(host: str, port: int) -> str:
+def _base_url(host: str, port: int, *, https: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if https else 'http'}://{shown}:{port}"
 
 
 def banner(base: str, token: str | None, workflows: Path) -> Panel:
@@ -31,6 +31,7 @@ def banner(base: str, token: str | None, workflows: Path) -> Panel:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("API", f"{base}/api")
+    grid.add_row("Gateway", f"{base}/v1  (OpenAI-compatible: base_url={base}/v1)")
     grid.add_row("Docs", f"{base}/docs")
     grid.add_row("Workflows", str(workflows))
     if token is None:
@@ -50,8 +51,25 @@ async def _check_store(settings: Settings) -> None:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on (default: the config's, else 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: the config's, else 8000).")
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Gateway configuration (YAML): model groups, routing, cache, limits, budgets, "
+            "keys, TLS. Env PODIUM_GATEWAY_CONFIG.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM); serve HTTPS. Needs --tls-key.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     workflows: Annotated[
         Path, typer.Option(help="Directory whose *.yaml workflows the API serves.")
     ] = Path("examples"),
@@ -62,11 +80,14 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the HTTP API: workflows, runs and human reviews (token from $PODIUM_ADMIN_TOKEN)."""
+    """Serve the HTTP API and the OpenAI-compatible gateway (admin token from
+    $PODIUM_ADMIN_TOKEN; client keys from the config)."""
     # Imported here so that the other commands do not pay for the web stack.
     import uvicorn
 
     from podium.api import create_app
+    from podium.api.auth import ClientKeys
+    from podium.gateway.config import GatewayConfig
 
     console = Console()
     err = Console(stderr=True)
@@ -74,6 +95,18 @@ def serve(
         settings = Settings.from_env(os.environ)
         if db:
             settings = settings.model_copy(update={"database_url": db})
+        if config_file is not None:
+            settings = settings.model_copy(update={"gateway_config": config_file})
+        path = settings.gateway_config
+        gateway_config = GatewayConfig.load(path) if path else GatewayConfig.default()
+        keys = gateway_config.client_keys(os.environ)
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        tls = gateway_config.server.tls
+        cert = tls_cert or (tls.cert if tls is not None else None)
+        key = tls_key or (tls.key if tls is not None else None)
+        host = host or gateway_config.server.host
+        port = port or gateway_config.server.port
         # Fail here, readably, rather than with a traceback from inside the server's start-up.
         asyncio.run(_check_store(settings))
     except PodiumError as exc:
@@ -83,12 +116,46 @@ def serve(
     generated = token is None
     if token is None:
         token = secrets.token_urlsafe(32)
-    app = create_app(settings, workflows_dir=workflows, admin_token=token)
-    console.print(banner(_base_url(host, port), token if generated else None, workflows))
+    authenticator = None
+    if keys:
+        from podium.finops.ledger import Attribution
+
+        authenticator = ClientKeys(
+            {
+                k.secret.get_secret_value(): (
+                    k.id,
+                    Attribution(
+                        org=k.org or "default",
+                        team=k.team,
+                        project=k.project,
+                        key_id=k.id,
+                        use_case=k.use_case,
+                    ),
+                )
+                for k in keys
+            }
+        )
+    app = create_app(
+        settings,
+        workflows_dir=workflows,
+        admin_token=token,
+        gateway_config=gateway_config,
+        authenticator=authenticator,
+    )
+    base = _base_url(host, port, https=cert is not None)
+    console.print(banner(base, token if generated else None, workflows))
     # uvicorn's own logging set-up, extended to Podium's loggers (start-up, recovery, failures).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["podium"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
+    )
     server = uvicorn.Server(config)
     server.run()
     if not server.started:

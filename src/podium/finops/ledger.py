@@ -194,6 +194,10 @@ class Ledger(Protocol):
         ``(request_id, attempt)`` is already recorded."""
         ...
 
+    async def record_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """Append rows in one transaction (the call path's batches); how many went in."""
+        ...
+
     async def entries(self, query: LedgerQuery | None = None) -> list[LedgerEntry]:
         """Rows matching ``query``, oldest first."""
         ...
@@ -222,6 +226,9 @@ class MemoryLedger:
             return False
         self._rows[key] = entry
         return True
+
+    async def record_many(self, entries: Sequence[LedgerEntry]) -> int:
+        return sum([await self.record(e) for e in entries])
 
     async def entries(self, query: LedgerQuery | None = None) -> list[LedgerEntry]:
         q = query or LedgerQuery()
@@ -417,6 +424,11 @@ class SQLLedger:
         _check(entry)
         return await self._db.run(self._record, _row(entry))
 
+    async def record_many(self, entries: Sequence[LedgerEntry]) -> int:
+        for entry in entries:
+            _check(entry)
+        return await self._db.run(self._record_many, [_row(e) for e in entries])
+
     async def entries(self, query: LedgerQuery | None = None) -> list[LedgerEntry]:
         return await self._db.run(self._entries, query or LedgerQuery())
 
@@ -433,6 +445,10 @@ class SQLLedger:
     def _record(self, row: dict[str, Any]) -> bool:
         with self._db.errors(), self._db.engine.begin() as conn:
             return conn.execute(self._insert, row).first() is not None
+
+    def _record_many(self, rows: Sequence[dict[str, Any]]) -> int:
+        with self._db.errors(), self._db.engine.begin() as conn:
+            return sum(conn.execute(self._insert, row).first() is not None for row in rows)
 
     def _entries(self, query: LedgerQuery) -> list[LedgerEntry]:
         statement = (

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import groupby
 from random import Random
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from podium.errors import BadModelRequest, ModelError, ModelNotFound
 from podium.gateway.breaker import Breakers
@@ -98,6 +98,10 @@ class Exclusion:
     reason: str
     transient: bool = False
     """Will pass by itself (open breaker, RPM used up), so retrying later may succeed."""
+    kind: Literal["capacity", "request", "config"] = "capacity"
+    """Why, for the caller: ``request`` — this request cannot fit the deployment (context
+    window, a capability, ``max_tokens``), so the client must change it; ``config`` — the
+    operator must (no price, no key); ``capacity`` — the deployment is busy or unhealthy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,6 +653,22 @@ class Router:
         self.breakers = breakers
         self.count_tokens = count_tokens
 
+    def add(self, group: ModelGroup) -> None:
+        """Add a group after construction (e.g. the implicit group of a catalog model)."""
+        for name in (group.name, *group.aliases):
+            if name in self._groups:
+                raise ValueError(f"model group name {name!r} is used twice")
+        for name in (group.name, *group.aliases):
+            self._groups[name] = group
+
+    def names(self) -> list[str]:
+        """Every group name and alias."""
+        return list(self._groups)
+
+    def groups(self) -> list[ModelGroup]:
+        """Every group once, in the order added."""
+        return list({id(g): g for g in self._groups.values()}.values())
+
     def group(self, name: str) -> ModelGroup:
         group = self._groups.get(name)
         if group is None:
@@ -696,18 +716,24 @@ class Router:
     ) -> Exclusion | None:
         missing = needs - d.info.capabilities
         if missing:
-            return Exclusion(d.id, f"cannot {', '.join(sorted(missing))}")
+            return Exclusion(d.id, f"cannot {', '.join(sorted(missing))}", kind="request")
         window = d.context_window
         if window is not None and needed > window:
             return Exclusion(
-                d.id, f"context window {window} < {needed} tokens (prompt + max_tokens)"
+                d.id,
+                f"context window {window} < {needed} tokens (prompt + max_tokens)",
+                kind="request",
             )
         if (
             max_tokens is not None
             and d.info.max_output is not None
             and max_tokens > d.info.max_output
         ):
-            return Exclusion(d.id, f"max_tokens {max_tokens} > its max output {d.info.max_output}")
+            return Exclusion(
+                d.id,
+                f"max_tokens {max_tokens} > its max output {d.info.max_output}",
+                kind="request",
+            )
         if self.breakers is not None and not self.breakers.available(d.id):
             return Exclusion(d.id, "circuit breaker open", transient=True)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,22 @@ async def run(
         backend = await open_store(store)
     else:
         backend = store
+    gateway = None
+    if engine_options.get("gateway") is None:
+        from podium.config import Settings
+        from podium.finops.ledger import MemoryLedger
+        from podium.gateway.build import open_gateway
+
+        settings = engine_options.get("settings") or Settings.from_env(os.environ)
+        gateway = await open_gateway(settings, ledger=MemoryLedger())
+        engine_options["gateway"] = gateway
     engine = Engine(backend, **engine_options)
     try:
         return await engine.run(target, inputs)
     finally:
         await engine.close()
+        if gateway is not None:
+            await gateway.close()
         if owned:
             await backend.close()
 

@@ -24,8 +24,10 @@ satisfies a schema) and :func:`default_kind`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
+import random
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -51,6 +53,12 @@ ErrorKind = Literal[
     "overloaded",
 ]
 """Provider-neutral error kinds; each simulator renders them in its API's own error shape."""
+
+
+_generation: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "simulator_generation", default=-1
+)
+"""The reset generation a request arrived in (set per request by the endpoint)."""
 
 
 def default_kind(status: int) -> ErrorKind:
@@ -102,6 +110,9 @@ class Fault:
     """Only requests whose path contains this string match; ``None`` matches every request."""
     times: int | None = 1
     """How many matching requests this fault applies to; ``None`` means all of them."""
+    chance: float = 1.0
+    """The probability that a matching request gets the fault, drawn from the simulator's seeded
+    generator (reproducible across runs); a request it spares does not use it up."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,9 @@ class Simulator:
         self.requests: list[RecordedRequest] = []
         """Every request received, in order."""
         self._faults: list[tuple[Fault, list[int]]] = []
+        self._rng = random.Random(0)
         self._replies: list[Reply] = []
+        self._generation = 0
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -300,15 +313,20 @@ class Simulator:
             self._replies.extend(replies)
 
     def next_reply(self) -> Reply | None:
-        """The next scripted reply, if any (for handlers)."""
+        """The next scripted reply, if any (for handlers). A request that arrived before the
+        last :meth:`reset` (a slow one a client gave up on) never takes a later test's reply."""
         with self._lock:
+            if _generation.get() != self._generation:
+                return None
             return self._replies.pop(0) if self._replies else None
 
     def reset(self) -> None:
         """Forget recorded requests, queued faults and scripted replies."""
         with self._lock:
+            self._generation += 1
             self.requests.clear()
             self._faults.clear()
+            self._rng = random.Random(0)
             self._replies.clear()
 
     def start(self) -> None:
@@ -432,6 +450,8 @@ class Simulator:
             for i, (fault, used) in enumerate(self._faults):
                 if fault.path is not None and fault.path not in path:
                     continue
+                if fault.chance < 1.0 and self._rng.random() >= fault.chance:
+                    continue
                 used[0] += 1
                 if fault.times is not None and used[0] >= fault.times:
                     del self._faults[i]
@@ -440,6 +460,7 @@ class Simulator:
 
     def _route(self, method: str, path: str, handler: Handler) -> Route:
         async def endpoint(request: Request) -> Response:
+            _generation.set(self._generation)
             body = await request.body()
             fault = self._take_fault(request.url.path)
             with self._lock:

@@ -1,0 +1,1085 @@
+"""The OpenAI wire format of the gateway's ``/v1`` routes: request and response models, the
+converters between them and :mod:`podium.models.base`, and OpenAI-shaped errors.
+
+Requests are validated strictly, as OpenAI validates them: an unknown parameter, an unknown
+value or a malformed message is refused with a 400 that names the parameter (``param``), before
+anything is admitted, routed or billed. Beyond the provider-neutral
+:class:`~podium.models.base.ChatRequest`:
+
+- ``developer`` messages are sent as ``system`` messages.
+- ``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``reasoning_effort``,
+  ``verbosity`` and ``parallel_tool_calls: false`` are passed to the provider untouched
+  (``ChatRequest.extra``) when they differ from OpenAI's defaults; a provider that does not know
+  one refuses the call (a 400 naming it).
+- ``metadata`` (string pairs) becomes the call's routing tags (e.g. ``complexity: hard``).
+- ``user`` is passed on; ``store``, ``service_tier``, ``prompt_cache_key`` and
+  ``safety_identifier`` are accepted and not forwarded.
+- Refused with a 400 that says why: ``n`` other than 1, ``logprobs``/``top_logprobs``,
+  ``audio``/``modalities``, ``prediction``, ``web_search_options``, the deprecated
+  ``functions``/``function_call``, token arrays as embedding input, and ``dimensions``.
+
+Answers follow OpenAI's shapes (``chat.completion``, ``chat.completion.chunk``, lists of
+``embedding`` and ``model``, moderation results) with the gateway's request id as ``id`` and
+the model that served as ``model``. :class:`~podium.models.base.Usage` counts each token once,
+while OpenAI counts cached tokens inside ``prompt_tokens`` and reasoning tokens inside
+``completion_tokens``: :func:`wire_usage` adds them back and reports them in
+``prompt_tokens_details.cached_tokens`` and ``completion_tokens_details.reasoning_tokens``.
+The HTTP status of every error is tabled in :mod:`podium.gateway.server`; :func:`wire_error`
+implements the table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from starlette.responses import JSONResponse
+
+from podium.errors import (
+    AuthenticationFailed,
+    BadModelRequest,
+    CapabilityUnsupported,
+    ConfigError,
+    ContentRefused,
+    ContextLengthExceeded,
+    LocalModelUnavailable,
+    ModelError,
+    ModelNotFound,
+    PodiumError,
+    ProviderTimeout,
+    RateLimited,
+    RateLimitExceeded,
+)
+from podium.finops.budgets import BudgetExceeded
+from podium.gateway.pipeline import CallOptions, ModelListing
+from podium.gateway.resilience import CallFailed
+from podium.gateway.routing import NoDeploymentAvailable
+from podium.models.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    FinishReason,
+    Message,
+    ModerationRequest,
+    ModerationResponse,
+    Tool,
+    ToolCall,
+    Usage,
+)
+from podium.models.catalog import money
+
+MAX_EMBED_INPUTS = 2048
+"""Inputs one embeddings request may carry (OpenAI's limit)."""
+MAX_STOP = 4
+"""Stop sequences one request may carry (OpenAI's limit)."""
+FLAG_SCORE = 0.5
+"""A moderation category reads ``true`` when its input is flagged and scores at least this."""
+
+
+class InvalidRequest(PodiumError):
+    """The request is not valid OpenAI wire format, or asks for what the gateway cannot do.
+
+    Answered with a 400 before anything is admitted, routed or billed.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.code = code or "invalid_value"
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+class _Wire(BaseModel):
+    """A wire object: unknown fields are refused, as OpenAI refuses them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+WireT = TypeVar("WireT", bound=_Wire)
+
+_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class TextPart(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Wire):
+    url: str
+    """An ``https://`` URL or a ``data:image/...;base64,`` URL, passed to the model."""
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Wire):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class RefusalPart(_Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[TextPart | ImagePart | RefusalPart, Field(discriminator="type")]
+
+
+class FunctionCall(_Wire):
+    name: str
+    arguments: str
+    """The arguments as JSON text, as the model produced them."""
+
+
+class ToolCallWire(_Wire):
+    """A tool call an assistant message made (in a request) or makes (in an answer)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Wire):
+    """One entry of ``messages``."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallWire] | None = None
+    """Assistant messages only."""
+    tool_call_id: str | None = None
+    """Tool messages only: the call this message answers."""
+    refusal: str | None = None
+    """Assistant messages only (not forwarded)."""
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a message with role 'tool' needs 'tool_call_id'")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages may carry 'tool_calls'")
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a message with role {self.role!r} needs 'content'")
+        return self
+
+
+class FunctionDefinition(_Wire):
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    """A JSON Schema object (``None``: the function takes no parameters)."""
+    strict: bool | None = None
+
+
+class ToolDefinition(_Wire):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaSpec(_Wire):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(_Wire):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(_Wire):
+    type: Literal["json_object"]
+
+
+class JSONSchemaFormat(_Wire):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")
+]
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+    """Send a last chunk with the usage (and ``"usage": null`` on every other chunk)."""
+    include_obfuscation: bool | None = None
+    """Accepted and ignored (the gateway pads nothing)."""
+
+
+_UNSUPPORTED: Mapping[str, str] = {
+    "functions": "'functions' is deprecated and not supported; send 'tools' instead",
+    "function_call": "'function_call' is deprecated and not supported; send 'tool_choice'",
+    "audio": "audio output ('audio') is not supported by the gateway",
+    "modalities": "only text output is supported by the gateway ('modalities')",
+    "prediction": "predicted outputs ('prediction') are not supported by the gateway",
+    "web_search_options": "web search ('web_search_options') is not supported by the gateway",
+}
+
+
+class ChatCompletionCreate(_Wire):
+    """The body of ``POST /v1/chat/completions``."""
+
+    model: Annotated[str, Field(min_length=1)]
+    """A model group, a catalog model or one of its aliases (``GET /v1/models``)."""
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+    """Only 1: the gateway answers with one choice."""
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
+    logprobs: bool | None = None
+    """Only ``false``: log probabilities are not supported."""
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    metadata: dict[str, str] | None = None
+    """The gateway's routing tags (e.g. ``{"complexity": "hard"}``)."""
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # Known OpenAI parameters refused with a reason (_UNSUPPORTED), rather than as unknown.
+    functions: SkipJsonSchema[Any] = None
+    function_call: SkipJsonSchema[Any] = None
+    audio: SkipJsonSchema[Any] = None
+    modalities: SkipJsonSchema[Any] = None
+    prediction: SkipJsonSchema[Any] = None
+    web_search_options: SkipJsonSchema[Any] = None
+
+
+class EmbeddingCreate(_Wire):
+    """The body of ``POST /v1/embeddings``."""
+
+    model: Annotated[str, Field(min_length=1)]
+    input: str | list[str] | list[int] | list[list[int]]
+    """Text or texts (token arrays are refused: the gateway's models tokenize differently)."""
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    """Refused: vectors come at the model's own size."""
+    user: str | None = None
+
+
+class ModerationImageURL(_Wire):
+    url: str
+    """A ``data:image/...;base64,`` URL (the gateway fetches nothing)."""
+
+
+class ModerationImagePart(_Wire):
+    type: Literal["image_url"]
+    image_url: ModerationImageURL
+
+
+ModerationPart = Annotated[TextPart | ModerationImagePart, Field(discriminator="type")]
+
+
+class ModerationCreate(_Wire):
+    """The body of ``POST /v1/moderations``."""
+
+    input: str | list[str] | list[ModerationPart]
+    model: str | None = None
+    """``None``: the first moderation model ``GET /v1/models`` lists."""
+
+
+# -- from the wire --------------------------------------------------------------------------------
+
+
+def _is_field(part: Any) -> bool:
+    """Whether a pydantic error location part names a field (not a union member's label)."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return re.fullmatch(r"[a-z_][a-z0-9_]*", text) is not None and text not in (
+        "str",
+        "int",
+        "float",
+        "bool",
+    )
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    """``messages[0].content`` from a pydantic error location."""
+    out = ""
+    previous: Any = None
+    for part in loc:
+        if part == "body" and not out:
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _is_field(part) and not (isinstance(previous, int) and part in _TAGS):
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out or None
+
+
+_TAGS = frozenset({"text", "image_url", "refusal"})
+"""Discriminator tags pydantic puts in a location after a list index (content parts)."""
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """One readable 400 from pydantic's (or FastAPI's) validation errors.
+
+    Where a union's branches disagree (``content`` is a string *or* a list of parts), only the
+    errors of the branch that got furthest are kept: ``messages[0].content[0]: input tag
+    'input_audio'…`` rather than also ``messages[0].content: input should be a valid string``.
+    """
+    located = [(_param(err.get("loc", ())), err) for err in errors]
+    params = {p for p, _ in located if p}
+    problems: list[str] = []
+    first: str | None = None
+    for param, err in located:
+        if param and any(
+            other.startswith((param + ".", param + "[")) for other in params if other != param
+        ):
+            continue  # a shallower branch of a union whose deeper branch says more
+        kind = err.get("type")
+        message = str(err.get("msg", "invalid"))
+        if kind == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", message)
+            problems.append(f"the request body is not valid JSON ({detail})")
+            continue
+        if kind == "extra_forbidden":
+            message = f"unrecognized request argument supplied: {param}"
+        elif kind == "missing":
+            message = f"missing required parameter: {param!r}"
+        elif param:
+            message = f"invalid {param!r}: {message.removeprefix('Value error, ')}"
+        first = first or param
+        problems.append(message)
+    unique = list(dict.fromkeys(problems))
+    return InvalidRequest("; ".join(unique) or "invalid request", param=first)
+
+
+def parse(model: type[WireT], body: Any) -> WireT:
+    """Validate a decoded JSON body, refusing it with an :class:`InvalidRequest`."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    if message.content is None:
+        return ""
+    if isinstance(message.content, str):
+        return message.content
+    return [
+        {"type": "text", "text": part.refusal}
+        if isinstance(part, RefusalPart)
+        else part.model_dump(exclude_none=True)
+        for part in message.content
+    ]
+
+
+def _check_chat(body: ChatCompletionCreate) -> None:
+    for name, why in _UNSUPPORTED.items():
+        if getattr(body, name) is not None:
+            raise InvalidRequest(why, param=name, code="unsupported_parameter")
+    if body.n is not None and body.n != 1:
+        raise InvalidRequest(
+            "the gateway answers with one choice: 'n' must be 1 (send n requests instead)",
+            param="n",
+            code="unsupported_value",
+        )
+    if body.logprobs or body.top_logprobs:
+        raise InvalidRequest(
+            "log probabilities ('logprobs', 'top_logprobs') are not supported by the gateway",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequest(
+            "'stream_options' is only allowed when 'stream' is true", param="stream_options"
+        )
+    if body.tool_choice is not None and not body.tools:
+        raise InvalidRequest(
+            "'tool_choice' is only allowed when 'tools' are specified", param="tool_choice"
+        )
+    if isinstance(body.tool_choice, NamedToolChoice):
+        wanted = body.tool_choice.function.name
+        if wanted not in {t.function.name for t in body.tools or ()}:
+            raise InvalidRequest(
+                f"'tool_choice' names the function {wanted!r}, which is not among 'tools'",
+                param="tool_choice",
+            )
+    both = (body.max_tokens, body.max_completion_tokens)
+    if None not in both and both[0] != both[1]:
+        raise InvalidRequest(
+            "'max_tokens' and 'max_completion_tokens' disagree; send one of them",
+            param="max_completion_tokens",
+        )
+    if isinstance(body.stop, list) and len(body.stop) > MAX_STOP:
+        raise InvalidRequest(f"at most {MAX_STOP} stop sequences are allowed", param="stop")
+
+
+def _response_format(fmt: TextFormat | JSONObjectFormat | JSONSchemaFormat | None) -> Any:
+    if isinstance(fmt, JSONObjectFormat):
+        return "json"
+    if isinstance(fmt, JSONSchemaFormat):
+        spec = fmt.json_schema
+        out: dict[str, Any] = {"name": spec.name, "schema": spec.schema_ or {"type": "object"}}
+        if spec.strict is not None:
+            out["strict"] = spec.strict
+        if spec.description:
+            out["description"] = spec.description
+        return out
+    return "text"
+
+
+def _extra(body: ChatCompletionCreate) -> dict[str, Any]:
+    """Provider parameters without a neutral field, when they differ from OpenAI's defaults."""
+    extra: dict[str, Any] = {}
+    if body.frequency_penalty:
+        extra["frequency_penalty"] = body.frequency_penalty
+    if body.presence_penalty:
+        extra["presence_penalty"] = body.presence_penalty
+    if body.logit_bias:
+        extra["logit_bias"] = body.logit_bias
+    if body.reasoning_effort is not None:
+        extra["reasoning_effort"] = body.reasoning_effort
+    if body.verbosity is not None:
+        extra["verbosity"] = body.verbosity
+    if body.parallel_tool_calls is False and body.tools:
+        extra["parallel_tool_calls"] = False
+    return extra
+
+
+def to_chat_request(body: ChatCompletionCreate, request_id: str) -> tuple[ChatRequest, CallOptions]:
+    """The provider-neutral request and the call options of a chat completion request.
+
+    Raises:
+        InvalidRequest: It asks for what the gateway does not support (see the module doc).
+    """
+    _check_chat(body)
+    messages = [
+        Message(
+            role="system" if m.role == "developer" else m.role,
+            content=_content(m),
+            name=m.name,
+            tool_calls=tuple(
+                ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
+            ),
+            tool_call_id=m.tool_call_id,
+        )
+        for m in body.messages
+    ]
+    tools = tuple(
+        Tool(
+            t.function.name,
+            t.function.description or "",
+            t.function.parameters or {"type": "object", "properties": {}},
+        )
+        for t in body.tools or ()
+    )
+    choice = body.tool_choice
+    request = ChatRequest(
+        model=body.model,
+        messages=messages,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+        tools=tools,
+        tool_choice=choice.function.name if isinstance(choice, NamedToolChoice) else choice,
+        response_format=_response_format(body.response_format),
+        seed=body.seed,
+        user=body.user,
+        extra=_extra(body),
+    )
+    return request, CallOptions(request_id=request_id, tags=dict(body.metadata or {}))
+
+
+def to_embed_request(body: EmbeddingCreate) -> EmbedRequest:
+    """The provider-neutral embeddings request.
+
+    Raises:
+        InvalidRequest: Token arrays, empty input, too many inputs, or ``dimensions``.
+    """
+    raw: list[Any] = [body.input] if isinstance(body.input, str) else list(body.input)
+    if any(not isinstance(x, str) for x in raw):
+        raise InvalidRequest(
+            "token arrays are not supported: send the text itself, since the gateway's models "
+            "tokenize differently (LangChain's OpenAIEmbeddings: set "
+            "check_embedding_ctx_length=False)",
+            param="input",
+            code="unsupported_value",
+        )
+    texts = [str(x) for x in raw]
+    if not texts or any(not t for t in texts):
+        raise InvalidRequest("'input' must be non-empty text (or a list of it)", param="input")
+    if len(texts) > MAX_EMBED_INPUTS:
+        raise InvalidRequest(
+            f"at most {MAX_EMBED_INPUTS} inputs are allowed per request, not {len(texts)}",
+            param="input",
+        )
+    if body.dimensions is not None:
+        raise InvalidRequest(
+            "'dimensions' is not supported by the gateway: vectors come at the model's own size",
+            param="dimensions",
+            code="unsupported_parameter",
+        )
+    return EmbedRequest(body.model, texts)
+
+
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(?P<data>.*)$", re.DOTALL)
+
+
+def _image(url: str, param: str) -> bytes:
+    found = _DATA_URL.match(url)
+    if found is None:
+        raise InvalidRequest(
+            "images must be inline data:image/...;base64, URLs (the gateway fetches nothing)",
+            param=param,
+        )
+    try:
+        return base64.b64decode(found["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("the image's base64 data is not valid", param=param) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationInputs:
+    """A moderation request, and where each input's result is in the model's answer."""
+
+    request: ModerationRequest
+    positions: tuple[int, ...]
+    """Per input in request order, its index among the model's results (texts, then images)."""
+    kinds: tuple[Literal["text", "image"], ...]
+
+
+def to_moderation_request(body: ModerationCreate, model: str) -> ModerationInputs:
+    """The provider-neutral moderation request for ``model``.
+
+    Raises:
+        InvalidRequest: Empty input, or an image that is not an inline data URL.
+    """
+    items: list[Any] = [body.input] if isinstance(body.input, str) else list(body.input)
+    if not items:
+        raise InvalidRequest("'input' must not be empty", param="input")
+    texts: list[str] = []
+    images: list[bytes] = []
+    where: list[tuple[Literal["text", "image"], int]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, ModerationImagePart):
+            where.append(("image", len(images)))
+            images.append(_image(item.image_url.url, f"input[{i}].image_url.url"))
+        else:
+            where.append(("text", len(texts)))
+            texts.append(item.text if isinstance(item, TextPart) else str(item))
+    return ModerationInputs(
+        ModerationRequest(model, texts=tuple(texts), images=tuple(images)),
+        tuple(i if kind == "text" else len(texts) + i for kind, i in where),
+        tuple(kind for kind, _ in where),
+    )
+
+
+# -- to the wire ----------------------------------------------------------------------------------
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    """Read from the provider's prompt cache (counted in ``prompt_tokens``)."""
+    cache_write_tokens: int = 0
+    """Written to the provider's prompt cache (counted in ``prompt_tokens``; a Podium field)."""
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+    """Spent reasoning (counted in ``completion_tokens``)."""
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
+
+
+def wire_usage(usage: Usage) -> CompletionUsage:
+    """OpenAI's usage object (the inverse of the OpenAI adapter's ``usage_from``)."""
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    completion = usage.output_tokens + usage.reasoning_tokens
+    return CompletionUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(
+            cached_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens
+        ),
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+    )
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    """``null`` when the answer is only tool calls."""
+    refusal: str | None = None
+    tool_calls: list[ToolCallWire] | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Left out when the model called no tool, as OpenAI leaves it out."""
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason
+    """OpenAI's reasons, and ``error`` when a provider ended the answer abnormally."""
+
+
+class ChatCompletion(BaseModel):
+    """A ``chat.completion``."""
+
+    id: str
+    """The gateway's request id (also the ``x-request-id`` header)."""
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    """The model that served (not necessarily the one asked for)."""
+    choices: list[Choice]
+    usage: CompletionUsage
+
+
+def _calls(calls: Sequence[ToolCall]) -> list[ToolCallWire] | None:
+    if not calls:
+        return None
+    return [
+        ToolCallWire(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
+        for c in calls
+    ]
+
+
+def chat_completion(response: ChatResponse, *, request_id: str, created: int) -> ChatCompletion:
+    """The ``chat.completion`` of a finished answer."""
+    calls = _calls(response.tool_calls)
+    content = response.text if response.text or not calls else None
+    return ChatCompletion(
+        id=request_id,
+        created=created,
+        model=response.model_served,
+        choices=[
+            Choice(
+                message=AssistantMessage(content=content, tool_calls=calls),
+                finish_reason=response.finish_reason,
+            )
+        ],
+        usage=wire_usage(response.usage),
+    )
+
+
+def sse(data: Mapping[str, Any]) -> bytes:
+    """One server-sent event carrying ``data`` as JSON."""
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+"""The event that ends a complete stream (never sent after an error)."""
+
+
+class ChunkWriter:
+    """Turns the gateway's stream chunks into OpenAI's ``chat.completion.chunk`` events.
+
+    The first event carries ``role: assistant``; text deltas become ``content`` deltas; tool
+    calls (which the gateway delivers whole) one ``tool_calls`` delta each, indexed across the
+    stream; the final chunk a ``finish_reason`` event, then, with ``include_usage``, an event
+    with no choices and the usage (every other event then carries ``"usage": null``).
+    """
+
+    def __init__(
+        self, request_id: str, created: int, model: str, *, include_usage: bool = False
+    ) -> None:
+        self.request_id = request_id
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+        self.finished = False
+        """The final chunk was written: only ``[DONE]`` may follow."""
+        self._opened = False
+        self._tools = 0
+
+    def _event(
+        self,
+        delta: dict[str, Any] | None,
+        finish: FinishReason | None = None,
+        usage: Usage | None = None,
+    ) -> bytes:
+        data: dict[str, Any] = {
+            "id": self.request_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+        }
+        if delta is not None:
+            if not self._opened:
+                delta = {"role": "assistant", **delta}
+                self._opened = True
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            data["choices"] = [choice]
+        if self.include_usage:
+            data["usage"] = wire_usage(usage).model_dump() if usage is not None else None
+        return sse(data)
+
+    def events(self, chunk: ChatChunk) -> Iterator[bytes]:
+        """The events of one chunk (an empty chunk gives none, except the opening one)."""
+        if chunk.model_served:
+            self.model = chunk.model_served
+        if chunk.delta or not self._opened:
+            yield self._event({"content": chunk.delta})
+        for call in chunk.tool_calls:
+            spec = {
+                "index": self._tools,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            self._tools += 1
+            yield self._event({"tool_calls": [spec]})
+        if chunk.finish_reason is not None:
+            self.finished = True
+            yield self._event({}, chunk.finish_reason)
+            if self.include_usage:
+                yield self._event(None, usage=chunk.usage or Usage())
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+    """Floats, or (``encoding_format: base64``) little-endian float32s in base64."""
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    """The answer to ``POST /v1/embeddings``."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+def embedding_list(
+    response: EmbedResponse, encoding: Literal["float", "base64"] = "float"
+) -> EmbeddingList:
+    """The answer to ``POST /v1/embeddings``, vectors in request order."""
+    data: list[EmbeddingData] = []
+    for i, vector in enumerate(response.vectors):
+        value: list[float] | str = [float(v) for v in vector]
+        if encoding == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        data.append(EmbeddingData(index=i, embedding=value))
+    tokens = response.usage.input_tokens + response.usage.cache_read_tokens
+    return EmbeddingList(
+        data=data,
+        model=response.model_served,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+class ModelObject(BaseModel):
+    """One entry of ``GET /v1/models``; ``kind``, ``capabilities`` and ``context_window`` are
+    the gateway's additions."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+    kind: Literal["group", "model"]
+    """A configured model group, or a catalog model."""
+    capabilities: list[str]
+    context_window: int | None = None
+
+
+class ModelList(BaseModel):
+    """The answer to ``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+def model_object(entry: ModelListing) -> ModelObject:
+    return ModelObject(
+        id=entry.id,
+        owned_by=entry.owned_by,
+        kind=entry.kind,
+        capabilities=list(entry.capabilities),
+        context_window=entry.context_window,
+    )
+
+
+class Moderation(BaseModel):
+    """One input's moderation, in the model's own categories."""
+
+    flagged: bool
+    categories: dict[str, bool]
+    """``true`` when the input is flagged and scores at least :data:`FLAG_SCORE` on it."""
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[Literal["text", "image"]]]
+
+
+class ModerationList(BaseModel):
+    """The answer to ``POST /v1/moderations``."""
+
+    id: str
+    model: str
+    results: list[Moderation]
+
+
+def moderation_list(
+    response: ModerationResponse, inputs: ModerationInputs, *, request_id: str
+) -> ModerationList:
+    """The answer to ``POST /v1/moderations``: one result per input, in request order."""
+    results: list[Moderation] = []
+    for position, kind in zip(inputs.positions, inputs.kinds, strict=True):
+        result = response.results[position]
+        scores = {name: float(score) for name, score in result.categories.items()}
+        results.append(
+            Moderation(
+                flagged=result.flagged,
+                categories={n: result.flagged and s >= FLAG_SCORE for n, s in scores.items()},
+                category_scores=scores,
+                category_applied_input_types={n: [kind] for n in scores},
+            )
+        )
+    return ModerationList(id=request_id, model=response.model_served, results=results)
+
+
+def cost_header(cost: Decimal) -> str:
+    """A cost as exact fixed-point text (never ``1E-7``)."""
+    return money(cost)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """A failure as the client sees it: the status, OpenAI's error object, and headers."""
+
+    status: int
+    type: str
+    message: str
+    code: str | None = None
+    param: str | None = None
+    retry_after: float | None = None
+    """Seconds, sent as ``Retry-After`` (rounded up)."""
+    retryable: bool | None = None
+    """Sent as ``x-should-retry`` (which the OpenAI SDKs obey) when not ``None``."""
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, code=self.code, param=self.param)
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.retry_after is not None:
+            out["retry-after"] = str(max(0, math.ceil(self.retry_after)))
+        if self.retryable is not None:
+            out["x-should-retry"] = "true" if self.retryable else "false"
+        return out
+
+
+def error_body(
+    message: str, type: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+_BY_STATUS: Mapping[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", "budget_exceeded"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def status_error(status: int, message: str) -> WireError:
+    """An HTTP-level refusal (a bad token, a missing permission, a body too large…)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    typ, code = _BY_STATUS.get(status, (kind, None))
+    return WireError(status, typ, message, code)
+
+
+PATH_PREFIX = "/v1/"
+"""Requests under this path are answered in OpenAI's shape, refusals of middleware included."""
+
+
+def status_response(
+    status: int, message: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An HTTP-level refusal in OpenAI's shape, for middleware that answers a request under
+    :data:`PATH_PREFIX` before any route (a bad token, a body too large)."""
+    error = status_error(status, message)
+    return JSONResponse(
+        error.body(), status_code=status, headers={**error.headers(), **(headers or {})}
+    )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _tried(failure: CallFailed) -> str:
+    tried = [a for a in failure.attempts if a.outcome != "skipped"]
+    n, d = len(tried), len({a.deployment for a in tried})
+    return f" (after {n} attempt{'s' * (n != 1)} on {d} deployment{'s' * (d != 1)})"
+
+
+def _budget(exc: BudgetExceeded, now: float) -> WireError:
+    remaining = max(Decimal(0), exc.limit - exc.spent - exc.reserved)
+    resets = "it never resets"
+    retry_after: float | None = None
+    if exc.window_end is not None:
+        resets = f"it resets at {exc.window_end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        retry_after = max(0.0, exc.window_end.timestamp() - now)
+    message = (
+        f"budget {exc.budget_id!r} ({exc.scope} {exc.value!r}) cannot take this call: "
+        f"${money(remaining)} of its ${money(exc.limit)} limit remains "
+        f"(${money(exc.spent)} spent, ${money(exc.reserved)} held by calls in flight) and this "
+        f"call may cost up to ${money(exc.requested)}; {resets}"
+    )
+    return WireError(
+        402,
+        "insufficient_quota",
+        message,
+        "budget_exceeded",
+        retry_after=retry_after,
+        retryable=False,
+    )
+
+
+def _model_error(exc: ModelError, suffix: str = "") -> WireError:
+    """A model's or a provider's failure (after the gateway's retries and fallbacks)."""
+    text = f"{exc}{suffix}"
+    invalid = "invalid_request_error"
+    if isinstance(exc, ContextLengthExceeded):
+        return WireError(400, invalid, text, "context_length_exceeded", "messages", None, False)
+    if isinstance(exc, ContentRefused):
+        return WireError(400, invalid, text, "content_filter", None, None, False)
+    if isinstance(exc, CapabilityUnsupported):
+        return WireError(400, invalid, text, "unsupported_capability", "model", None, False)
+    if isinstance(exc, BadModelRequest):
+        return WireError(400, invalid, text, "invalid_value", None, None, False)
+    if isinstance(exc, ModelNotFound):
+        # The provider does not know a model the gateway routes to: the gateway's fault.
+        return WireError(502, "upstream_error", text, "upstream_model_not_found")
+    if isinstance(exc, RateLimited):
+        return WireError(
+            429, "rate_limit_error", text, "rate_limit_exceeded", None, exc.retry_after
+        )
+    if isinstance(exc, ProviderTimeout):
+        return WireError(504, "timeout", text, "provider_timeout")
+    if isinstance(exc, LocalModelUnavailable):
+        return WireError(503, "service_unavailable", text, "model_unavailable", None, None, False)
+    if isinstance(exc, AuthenticationFailed):
+        # The gateway's key for the provider failed, not the client's: never a 401.
+        return WireError(502, "upstream_error", text, "upstream_authentication_failed")
+    return WireError(502, "upstream_error", text, "upstream_error")
+
+
+def wire_error(exc: BaseException, *, now: float, retry_in: float | None = None) -> WireError:
+    """The client's view of a failure (the table in :mod:`podium.gateway.server`).
+
+    Args:
+        exc: What the request's validation or the call path raised.
+        now: Wall-clock seconds (the ``Retry-After`` of a budget is its window's end).
+        retry_in: For :class:`NoDeploymentAvailable`, seconds until an excluded deployment
+            takes calls again (an open breaker's cooldown), when known.
+    """
+    if isinstance(exc, InvalidRequest):
+        return WireError(400, "invalid_request_error", str(exc), exc.code, exc.param, None, False)
+    if isinstance(exc, BudgetExceeded):
+        return _budget(exc, now)
+    if isinstance(exc, RateLimitExceeded):
+        # retry_after None: the request alone is over the limit, and waiting will not help.
+        never = exc.retry_after is None
+        return WireError(
+            429,
+            "rate_limit_error",
+            str(exc),
+            "rate_limit_exceeded",
+            None,
+            exc.retry_after,
+            False if never else None,
+        )
+    if isinstance(exc, NoDeploymentAvailable):
+        if exc.excluded and all(e.kind == "request" for e in exc.excluded):
+            # Every deployment is too small or lacks a capability: the client must change it.
+            return WireError(
+                400, "invalid_request_error", str(exc), "no_deployment_fits", None, None, False
+            )
+        transient = bool(exc.excluded) and all(e.transient for e in exc.excluded)
+        return WireError(
+            503,
+            "service_unavailable",
+            str(exc),
+            "no_deployment_available",
+            None,
+            retry_in if transient else None,
+            transient,
+        )
+    if isinstance(exc, CallFailed):
+        return _model_error(exc.last_error, _tried(exc))
+    if isinstance(exc, ModelNotFound):
+        return WireError(
+            404, "invalid_request_error", str(exc), "model_not_found", "model", None, False
+        )
+    if isinstance(exc, ModelError):
+        return _model_error(exc)
+    if isinstance(exc, ConfigError):
+        return WireError(
+            500, "server_error", f"the gateway is misconfigured: {exc}", "configuration_error"
+        )
+    if isinstance(exc, PodiumError):
+        return WireError(400, "invalid_request_error", str(exc), _snake(type(exc).__name__))
+    return WireError(500, "server_error", "internal server error; see the server log")

@@ -1,0 +1,445 @@
+"""The OpenAI-compatible HTTP gateway: ``/v1/*`` routes over the call path.
+
+Any OpenAI client (the official SDKs, LangChain's ``ChatOpenAI``, plain HTTP) talks to Podium by
+setting its base URL to ``http://<host>:<port>/v1`` and its API key to a Podium client key (or
+the admin token). Every route needs the ``models:call`` permission:
+
+- ``POST /v1/chat/completions``: a ``chat.completion``, or (``stream: true``) server-sent
+  ``chat.completion.chunk`` events ending in ``data: [DONE]``.
+- ``POST /v1/embeddings``: vectors, as floats or ``base64``.
+- ``POST /v1/moderations``: one result per input (text, or inline ``data:`` images).
+- ``GET /v1/models`` and ``GET /v1/models/{id}``: the model groups and the reachable catalog
+  models (ids may hold ``/``: ``openai/gpt-4o-mini``).
+
+The wire format and its converters are :mod:`podium.gateway.openai_wire`; this module only
+authenticates, names the payer, calls the :class:`~podium.gateway.pipeline.Gateway` and writes
+the answer.
+
+**Who pays.** A call is charged to the key's attribution (team, project, use case). A principal
+with no attribution of its own (the admin token) may name one with the ``x-podium-team``,
+``x-podium-project`` and ``x-podium-use-case`` headers, under the ``default`` organisation; a
+key that names another team (or project, use case) than its own is refused with a 403: a key
+cannot charge another team.
+
+**Receipts.** Every answer carries ``x-request-id`` (the gateway's id, also the completion's
+``id`` and the ledger row's); answers that reached a model carry ``x-podium-model`` (the catalog
+model that served), ``x-podium-deployment``, ``x-podium-cost`` (USD, exact decimal text) and
+``x-podium-cache`` (``exact``, ``semantic`` or ``miss``). A completion's ``model`` field is the
+model as the provider named it (e.g. a dated snapshot). A stream's cost is known only at its
+end, after the headers left: it is in the ledger under the request id.
+
+**Streams.** Refusals and failover happen before the first byte, so they are ordinary error
+responses. A stream that breaks after it started ends with an error event
+(``data: {"error": {...}}``) and no ``[DONE]``: clients raise instead of taking a truncated
+answer for a complete one. A client that leaves mid-stream still gets its call recorded and
+charged for what was produced.
+
+**Errors** have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, and these
+statuses (:func:`~podium.gateway.openai_wire.wire_error` maps them):
+
+======  =====================  =======================  ========================================
+status  type                   code                     when
+======  =====================  =======================  ========================================
+400     invalid_request_error  invalid_value            a bad body or parameter value
+400     invalid_request_error  unsupported_parameter    ``n`` > 1, logprobs, audio, token-array
+                                                        input… (the gateway cannot)
+400     invalid_request_error  unsupported_capability   the model cannot do that
+                                                        (``CapabilityUnsupported``)
+400     invalid_request_error  context_length_exceeded  the prompt does not fit
+                                                        (``ContextLengthExceeded``)
+400     invalid_request_error  content_filter           the provider's policy refused it
+                                                        (``ContentRefused``)
+400     invalid_request_error  invalid_value            the provider refused it as invalid
+                                                        (``BadModelRequest``)
+401     invalid_request_error  invalid_api_key          no key, or an unknown one
+                                                        (``BearerAuth``)
+402     insufficient_quota     budget_exceeded          a hard budget cannot take the call's
+                                                        worst case (``BudgetExceeded``): the
+                                                        message names the budget, what remains
+                                                        and when its window resets;
+                                                        ``Retry-After`` is that reset
+403     permission_error       permission_denied        the key lacks ``models:call``, or names
+                                                        another team than its own
+404     invalid_request_error  model_not_found          no such model or group
+                                                        (``ModelNotFound``, with a did-you-mean)
+404     invalid_request_error  not_found                no such endpoint under ``/v1``
+413     invalid_request_error  request_too_large        a body over 1 MiB (``BodySizeLimit``)
+429     rate_limit_error       rate_limit_exceeded      a Podium rate limit
+                                                        (``RateLimitExceeded``), or the
+                                                        provider's after the gateway's retries
+                                                        and fallbacks (``RateLimited``);
+                                                        ``Retry-After`` when known
+500     server_error           configuration_error      the gateway is misconfigured
+                                                        (``ConfigError``); ``null``: a bug
+502     upstream_error         upstream_error           every deployment failed
+                                                        (``CallFailed``); the message counts the
+                                                        attempts; also
+                                                        ``upstream_authentication_failed`` (the
+                                                        gateway's provider key) and
+                                                        ``upstream_model_not_found``
+503     service_unavailable    no_deployment_available  every deployment was excluded
+                                                        (``NoDeploymentAvailable``);
+                                                        ``Retry-After`` when every exclusion
+                                                        passes by itself (an open breaker's
+                                                        cooldown)
+503     service_unavailable    model_unavailable        a local model's package is not installed
+                                                        on the server
+504     timeout                provider_timeout         no answer in time (``ProviderTimeout``)
+======  =====================  =======================  ========================================
+
+An exhausted budget is a **402, not a 429**: the OpenAI SDKs retry every 429 (and 5xx) on their
+own, and a refused budget must not be retried blindly — it stays refused until its window
+resets. Refusals that waiting cannot fix also carry ``x-should-retry: false``, which the SDKs
+obey. Only these routes answer in this shape; ``/api/*`` keeps Podium's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Final
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from podium.api.auth import Principal, require
+from podium.api.errors import ApiError
+from podium.api.state import GatewayDep, get_state
+from podium.errors import PodiumError, ProviderTimeout
+from podium.finops.ledger import Attribution
+from podium.gateway import openai_wire as wire
+from podium.gateway.pipeline import (
+    Caller,
+    CallOptions,
+    CallRecord,
+    ChatStream,
+    Gateway,
+    new_request_id,
+)
+from podium.gateway.routing import NoDeploymentAvailable
+from podium.models.base import Capability, ChatChunk
+
+log = logging.getLogger("podium.gateway.http")
+
+ATTRIBUTION_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"x-podium-team": "team", "x-podium-project": "project", "x-podium-use-case": "use_case"}
+)
+"""Headers that name who pays, honoured for principals without an attribution (the admin)."""
+
+
+# -- errors in OpenAI's shape, for these routes only ----------------------------------------------
+
+
+def _gateway_of(request: Request) -> Gateway | None:
+    try:
+        return get_state(request).gateway
+    except RuntimeError:
+        return None
+
+
+def _retry_in(gateway: Gateway | None, exc: NoDeploymentAvailable) -> float | None:
+    """Seconds until one of the excluded deployments' open breakers lets calls through."""
+    if gateway is None or gateway.resilience.breakers is None:
+        return None
+    excluded = {e.deployment for e in exc.excluded}
+    waits = [
+        s.retry_in_s
+        for s in gateway.resilience.breakers.snapshots()
+        if s.name in excluded and s.retry_in_s is not None
+    ]
+    return min(waits, default=None)
+
+
+def error_response(request: Request, exc: BaseException) -> JSONResponse:
+    """The OpenAI-shaped answer to anything a ``/v1`` route raised."""
+    if isinstance(exc, RequestValidationError):
+        error = wire.wire_error(wire.validation_error(exc.errors()), now=0.0)
+    elif isinstance(exc, ApiError):
+        error = wire.status_error(exc.status, exc.message)
+    elif isinstance(exc, StarletteHTTPException):
+        error = wire.status_error(exc.status_code, str(exc.detail))
+    else:
+        gateway = _gateway_of(request)
+        now = gateway.clock.now() if gateway is not None else 0.0
+        retry_in = _retry_in(gateway, exc) if isinstance(exc, NoDeploymentAvailable) else None
+        error = wire.wire_error(exc, now=now, retry_in=retry_in)
+        if not isinstance(exc, PodiumError):
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        elif error.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+    headers = error.headers()
+    # Every answer has a request id, even one refused before the call was given one.
+    headers["x-request-id"] = getattr(request.state, "request_id", None) or new_request_id()
+    if isinstance(exc, ApiError | StarletteHTTPException):
+        headers.update(exc.headers or {})
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+class OpenAIRoute(APIRoute):
+    """A route whose failures (validation, permissions, the call path) answer in OpenAI's
+    error shape, whatever the app's own error handlers do."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return error_response(request, exc)
+
+        return handle
+
+
+router = APIRouter(prefix="/v1", tags=["gateway"], route_class=OpenAIRoute)
+
+CallerDep = Annotated[Principal, require("models:call")]
+
+
+def caller_of(principal: Principal, request: Request) -> Caller:
+    """Who is calling and on whose account (see "Who pays" in the module docstring).
+
+    Raises:
+        ApiError: 403 when a principal with its own attribution names another one.
+    """
+    asked = {
+        name: request.headers[header]
+        for header, name in ATTRIBUTION_HEADERS.items()
+        if request.headers.get(header)
+    }
+    own = principal.attribution
+    if own is None:
+        return Caller(Attribution(org="default", **asked), subject=principal.subject)
+    for name, value in asked.items():
+        mine = getattr(own, name)
+        if value != mine:
+            header = next(h for h, n in ATTRIBUTION_HEADERS.items() if n == name)
+            raise ApiError(
+                403,
+                f"this key is charged to {name} {mine!r}; it cannot charge {value!r} "
+                f"({header}): a key cannot charge another team",
+            )
+    return Caller(own, subject=principal.subject)
+
+
+def _start(request: Request) -> str:
+    request_id = new_request_id()
+    request.state.request_id = request_id
+    return request_id
+
+
+def receipt(record: CallRecord) -> dict[str, str]:
+    """The ``x-podium-*`` headers of a finished call."""
+    headers = {
+        "x-request-id": record.request_id,
+        "x-podium-cost": wire.cost_header(record.cost),
+        "x-podium-cache": record.cache or "miss",
+    }
+    if record.served:
+        headers["x-podium-model"] = record.served
+    if record.deployment:
+        headers["x-podium-deployment"] = record.deployment
+    return headers
+
+
+def _created(gateway: Gateway) -> int:
+    return math.floor(gateway.clock.now())
+
+
+# -- chat -----------------------------------------------------------------------------------------
+
+
+def _stream_headers(stream: ChatStream, request_id: str) -> dict[str, str]:
+    headers = {"x-request-id": request_id, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    record = stream.record  # set already when a cache hit answers
+    deployment = stream.deployment
+    if deployment is not None:
+        headers["x-podium-deployment"] = deployment.id
+        headers["x-podium-model"] = deployment.model
+    elif stream.model_served:
+        headers["x-podium-model"] = stream.model_served
+    headers["x-podium-cache"] = (record.cache if record is not None else None) or "miss"
+    if record is not None:
+        headers["x-podium-cost"] = wire.cost_header(record.cost)
+    return headers
+
+
+_END = object()
+"""Marks the end of a pumped stream."""
+
+
+async def _pump(stream: ChatStream, queue: asyncio.Queue[object]) -> None:
+    """Read the stream into ``queue``: chunks, then ``_END`` or the error that ended it."""
+    chunks = aiter(stream)
+    try:
+        async for chunk in chunks:
+            await queue.put(chunk)
+        await queue.put(_END)
+    except Exception as exc:
+        await queue.put(exc)
+    finally:
+        # Cancelled while a chunk waited for room: close the iteration itself, so the stream
+        # records (and charges) the text it produced.
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _events(stream: ChatStream, writer: wire.ChunkWriter) -> AsyncIterator[bytes]:
+    """The SSE body: the chunks, then ``[DONE]`` — or an error event and no ``[DONE]``.
+
+    The stream is read by its own task. When the client goes away, Starlette cancels this
+    body, and its cancellation would strike every await of the call's record stage (settling
+    the budget hold, pricing, the ledger row) — a provider-billed answer would go unrecorded.
+    Instead the reading task is cancelled once, and the record stage runs to its end.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=8)
+    reader = asyncio.create_task(_pump(stream, queue), name=f"stream {stream.request_id}")
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, ChatChunk)
+            for event in writer.events(item):
+                yield event
+        if not writer.finished:
+            raise ProviderTimeout("the stream ended before its final chunk")
+        yield wire.DONE
+    except Exception as exc:
+        error = wire.wire_error(exc, now=stream.gateway.clock.now())
+        if isinstance(exc, PodiumError):
+            log.warning("stream %s broke after it started: %s", stream.request_id, exc)
+        else:
+            log.error("stream %s failed", stream.request_id, exc_info=exc)
+        yield wire.sse(error.body())
+    finally:
+        reader.cancel()  # a no-op once the stream ended
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(reader, return_exceptions=True)
+            await stream.aclose()  # records the call if nothing did (a no-op once recorded)
+
+
+@router.post(
+    "/chat/completions",
+    response_model=wire.ChatCompletion,
+    summary="Create a chat completion (OpenAI-compatible)",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat_completions(
+    body: wire.ChatCompletionCreate,
+    request: Request,
+    gateway: GatewayDep,
+    principal: CallerDep,
+) -> Response:
+    """A chat completion, or (``stream: true``) its server-sent chunks."""
+    request_id = _start(request)
+    caller = caller_of(principal, request)
+    chat, options = wire.to_chat_request(body, request_id)
+    if body.stream:
+        stream = gateway.stream(chat, caller, options)
+        await stream.start()  # refusals and failover before any byte: ordinary error answers
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        writer = wire.ChunkWriter(
+            request_id,
+            _created(gateway),
+            stream.model_served or chat.model,
+            include_usage=include_usage,
+        )
+        return StreamingResponse(
+            _events(stream, writer),
+            media_type="text/event-stream",
+            headers=_stream_headers(stream, request_id),
+        )
+    served = await gateway.chat(chat, caller, options)
+    completion = wire.chat_completion(
+        served.response, request_id=request_id, created=_created(gateway)
+    )
+    return JSONResponse(completion.model_dump(mode="json"), headers=receipt(served.record))
+
+
+# -- embeddings and moderation --------------------------------------------------------------------
+
+
+@router.post("/embeddings", response_model=wire.EmbeddingList, summary="Create embeddings")
+async def embeddings(
+    body: wire.EmbeddingCreate, request: Request, gateway: GatewayDep, principal: CallerDep
+) -> Response:
+    """Vectors for one text or many, in request order."""
+    request_id = _start(request)
+    caller = caller_of(principal, request)
+    served = await gateway.embed(
+        wire.to_embed_request(body), caller, CallOptions(request_id=request_id)
+    )
+    answer = wire.embedding_list(served.response, body.encoding_format)
+    return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
+
+
+def default_moderation_model(gateway: Gateway) -> str:
+    """The first listed model that moderates text (``POST /v1/moderations`` without a model)."""
+    for entry in gateway.listing():
+        if Capability.MODERATE_TEXT.value in entry.capabilities:
+            return entry.id
+    raise wire.InvalidRequest(
+        "no moderation model is available: name one in 'model' (GET /v1/models)", param="model"
+    )
+
+
+@router.post("/moderations", response_model=wire.ModerationList, summary="Moderate text")
+async def moderations(
+    body: wire.ModerationCreate, request: Request, gateway: GatewayDep, principal: CallerDep
+) -> Response:
+    """One moderation result per input (text, or an inline ``data:image/...`` URL)."""
+    request_id = _start(request)
+    caller = caller_of(principal, request)
+    inputs = wire.to_moderation_request(body, body.model or default_moderation_model(gateway))
+    served = await gateway.moderate(inputs.request, caller, CallOptions(request_id=request_id))
+    answer = wire.moderation_list(served.response, inputs, request_id=request_id)
+    return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+@router.get("/models", response_model=wire.ModelList, summary="List the callable models")
+async def list_models(gateway: GatewayDep, _: CallerDep) -> wire.ModelList:
+    """The configured model groups, the local models and the hosted models that have a key."""
+    return wire.ModelList(data=[wire.model_object(e) for e in gateway.listing()])
+
+
+@router.get("/models/{model_id:path}", response_model=wire.ModelObject, summary="One model")
+async def get_model(model_id: str, gateway: GatewayDep, _: CallerDep) -> wire.ModelObject:
+    """One model group or model, by name or alias (404 with a did-you-mean otherwise)."""
+    listed = {e.id: e for e in gateway.listing()}
+    if model_id in listed:
+        return wire.model_object(listed[model_id])
+    group = gateway.group(model_id)  # ModelNotFound (404) names the nearest names
+    if group.name in listed:
+        return wire.model_object(listed[group.name])
+    infos = [d.info for d in group.deployments]
+    return wire.ModelObject(
+        id=group.name,
+        owned_by=infos[0].provider if len(group.deployments) == 1 else "podium",
+        kind="model" if len(group.deployments) == 1 else "group",
+        capabilities=sorted({str(c) for i in infos for c in i.capabilities}),
+        context_window=max((d.context_window or 0 for d in group.deployments), default=0) or None,
+    )
+
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
+async def unknown_endpoint(request: Request, _: CallerDep) -> Response:
+    """Anything else under ``/v1``: an OpenAI-shaped 404 naming what is served."""
+    raise ApiError(
+        404,
+        f"unknown endpoint {request.method} {request.url.path}; the gateway serves POST "
+        "/v1/chat/completions, POST /v1/embeddings, POST /v1/moderations and GET /v1/models",
+    )
