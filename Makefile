@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench bench-gateway clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-local-models.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,9 @@ test: lint typecheck pytest
 
 bench: install
 	bash benchmarks/run.sh
+
+bench-gateway: install
+	bash benchmarks/run.sh gateway
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -151,11 +151,12 @@ def create_app(
     )
     app.state.podium = state
     install_error_handlers(app)
+    # The gateway first: routes are matched in order, and /v1 carries the traffic.
+    app.include_router(server.router)
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(runs.router)
     app.include_router(costs.router)
-    app.include_router(server.router)
     # The last added runs first: who is calling, then how much they send, then the route.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     auth: Authenticator = AdminToken(admin_token)

@@ -73,7 +73,7 @@ def get_state(request: Request) -> ApiState:
     return state
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The running engine (a route dependency)."""
     engine = get_state(request).engine
     if engine is None:
@@ -81,7 +81,7 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     """The running gateway (a route dependency)."""
     gateway = get_state(request).gateway
     if gateway is None:
@@ -89,7 +89,7 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     """The cost ledger (a route dependency); a 503 when the server has none."""
     ledger = get_state(request).ledger
     if ledger is None:
@@ -97,7 +97,12 @@ def get_ledger(request: Request) -> Ledger:
     return ledger
 
 
-StateDep = Annotated[ApiState, Depends(get_state)]
+async def _state(request: Request) -> ApiState:
+    # async: FastAPI runs a sync dependency in a worker thread, a hop per request
+    return get_state(request)
+
+
+StateDep = Annotated[ApiState, Depends(_state)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 GatewayDep = Annotated["Gateway", Depends(get_gateway)]

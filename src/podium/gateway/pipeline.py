@@ -810,9 +810,8 @@ class Gateway:
         catalog model."""
         if deployment is None or requested == deployment.model:
             return None
-        try:
-            info = self.hub.info(requested)
-        except ModelNotFound:
+        info = self.hub.catalog.lookup(requested)  # a group name is no catalog model
+        if info is None:
             return None
         try:
             return price(info, usage, utc_day(self.clock.now())).total

@@ -163,6 +163,8 @@ def wire_messages(messages: Sequence[Message]) -> tuple[str | None, list[dict[st
 class AnthropicModel(HostedModel):
     """A Claude model behind Anthropic's Messages API."""
 
+    fast_transport = True
+
     provider = "anthropic"
 
     def __init__(

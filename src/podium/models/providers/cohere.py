@@ -150,6 +150,8 @@ def _calls(data: Sequence[Mapping[str, Any]] | None) -> list[ToolCall]:
 class CohereModel(HostedModel):
     """A Cohere model behind the v2 API."""
 
+    fast_transport = True
+
     provider = PROVIDER
 
     def __init__(

@@ -257,6 +257,8 @@ def _duration(value: Any) -> float | None:
 class GeminiModel(HostedModel):
     """A Gemini model behind Google's Gemini API."""
 
+    fast_transport = True
+
     provider = PROVIDER
 
     def __init__(

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import AuthenticationFailed, ConfigError
 from podium.models.base import Capability, Model
-from podium.models.providers.http import Endpoint, make_client
+from podium.models.providers.http import Endpoint, fast_transport, make_client
 
 if TYPE_CHECKING:
     from podium.config import Settings
@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
 class HostedModel(Model):
     """A model behind an HTTP API. Subclasses set ``provider`` (or assign it before use)."""
+
+    fast_transport: bool = False
+    """Send through aiohttp's transport (``httpx-aiohttp``) rather than httpx's own: its C HTTP
+    parser takes an outbound call from ~0.97 to ~0.56 ms of CPU on the benchmark machine, with
+    the same httpx API, timeouts and errors. On for the OpenAI-compatible adapters (the
+    gateway's hot path); off for signed requests (Bedrock's SigV4 signs the exact URL and
+    headers httpx sends)."""
 
     def __init__(
         self,
@@ -66,7 +73,10 @@ class HostedModel(Model):
             if self.base_url is None:
                 raise ConfigError(f"{self.provider} has no base URL")
             endpoint = Endpoint(base_url=self.base_url, timeout=self._timeout)
-            self._http = make_client(endpoint, self._transport)
+            transport = self._transport
+            if transport is None and self.fast_transport:
+                transport = fast_transport()
+            self._http = make_client(endpoint, transport)
         return self._http
 
     def _key_variables(self) -> tuple[str, ...]:

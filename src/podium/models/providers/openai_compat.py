@@ -179,6 +179,8 @@ def response_format(value: str | Mapping[str, Any]) -> dict[str, Any] | None:
 class OpenAICompatModel(HostedModel):
     """A model served by an OpenAI-compatible API."""
 
+    fast_transport = True
+
     def __init__(
         self,
         info: ModelInfo,
@@ -208,6 +210,7 @@ class OpenAICompatModel(HostedModel):
         )
         self.spec = spec
         self.provider = spec.name
+        self._urls: dict[str, httpx.URL] = {}
 
     @classmethod
     def from_settings(  # type: ignore[override]  # the provider comes from ``spec``
@@ -267,13 +270,24 @@ class OpenAICompatModel(HostedModel):
             return ContentRefused(text, request_id=request_id, **kw)
         return map_http_error(response, request_id=request_id, body=body, **kw)
 
+    def _url(self, operation: str) -> httpx.URL:
+        """The absolute URL of an operation, built once: merging a relative path and query into
+        the base URL on every call costs ~0.13 ms of CPU, a tenth of a gateway call."""
+        url = self._urls.get(operation)
+        if url is None:
+            path, params = self._target(operation)
+            url = self._client().base_url.join(path)
+            if params:
+                url = url.copy_merge_params(params)
+            self._urls[operation] = url
+        return url
+
     async def _post(self, operation: str, body: Mapping[str, Any]) -> tuple[Any, str | None]:
         """POST ``body``; the parsed JSON answer and the request id, or the mapped error."""
         client = self._client()
         headers = self._headers()
-        path, params = self._target(operation)
         try:
-            response = await client.post(path, json=body, headers=headers, params=params)
+            response = await client.post(self._url(operation), json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, provider=self.provider, model=self.name) from None
         if response.status_code >= 400:
