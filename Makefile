@@ -19,7 +19,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/podium run examples/hello.yaml --input name=world
-	$(BIN)/podium serve --workflows examples --config examples/gateway.yaml
+	$(BIN)/podium serve --workflows examples --config examples/gateway/gateway.yaml
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -32,6 +32,7 @@ APP = create_app(Settings(database_url="memory://"), admin_token=TOKEN)
 
 KNOWN = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/api/workflows"),
     ("GET", "/api/workflows/{name}"),
     ("POST", "/api/workflows/{name}/runs"),
@@ -73,7 +74,7 @@ def _concrete(path: str) -> str:
 def test_the_enumeration_sees_every_route() -> None:
     found = {(m, p) for m, p, _ in _operations(APP)}
     assert found >= KNOWN, f"routes not enumerated: {KNOWN - found}"
-    assert {p for _, p in PUBLIC_OPS} == DOCS | {"/healthz"}
+    assert {p for _, p in PUBLIC_OPS} == DOCS | {"/healthz", "/readyz"}
 
 
 def test_every_route_declares_exactly_one_known_permission() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 
 from podium import Engine, MemoryStore, load_workflow, open_store
@@ -140,3 +141,20 @@ async def test_background_failures_are_logged(caplog: pytest.LogCaptureFixture) 
     assert pending.cancelled()
     assert never_started.cancelled()
     assert state.tasks == set()
+
+
+@pytest.mark.parametrize("settings", ["memory"], indirect=True)
+async def test_ready_once_the_store_and_the_gateway_are_open(settings: Settings) -> None:
+    app = create_app(settings, admin_token=TOKEN)
+    async with serving(app) as client:
+        ready = await client.get("/readyz")  # no token: probes carry none
+    assert ready.status_code == 200
+    assert ready.json() == {"store": True, "gateway": True}
+    state = app.state.podium
+    assert state.engine is None  # after shutdown
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://podium.test"
+    ) as raw:  # no lifespan: nothing is open
+        starting = await raw.get("/readyz")
+    assert starting.status_code == 503
+    assert starting.json() == {"store": False, "gateway": False}

@@ -39,7 +39,7 @@ from podium.testing import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "gateway.yaml"
+EXAMPLE = ROOT / "examples" / "gateway" / "gateway.yaml"
 DOCS = ROOT / "docs" / "gateway.md"
 MARK = "# <-"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ from podium.errors import (
     ProviderTimeout,
     RateLimitExceeded,
 )
+from podium.finops.budget_redis import RedisBudgetStore
+from podium.finops.budget_sql import SQLBudgetStore
 from podium.finops.budgets import Budget, BudgetExceeded, Budgets, MemoryBudgetStore
 from podium.finops.ledger import Attribution, MemoryLedger, utc_day
 from podium.finops.pricing import price
@@ -176,18 +179,28 @@ async def test_fallback_to_the_next_deployment_when_one_fails(
     assert served.record.attempts[0].error == AuthenticationFailed.__name__
 
 
-@pytest.mark.parametrize("budget_backend", ["memory"])
+@pytest.mark.parametrize(
+    "budget_backend", ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+)
 async def test_concurrent_calls_never_overspend_a_budget_and_refusals_never_reach_a_provider(
     make_gateway: Callable[..., Gateway],
     sim: OpenAISimulator,
     clock: FakeClock,
     budget_backend: str,
+    tmp_path: Path,
 ) -> None:
-    # Each call: 10 prompt words reserved as ~13 tokens + max_tokens 20 at gpt-4o-mini prices.
+    # Each call reserves its prompt's byte bound + max_tokens 20 at gpt-4o-mini prices.
     limit = Decimal("0.0005")
-    budgets = Budgets(
-        MemoryBudgetStore(), [Budget("ml-daily", "team", "ml", limit, "daily")], clock=clock
-    )
+    backend: Any
+    if budget_backend == "memory":
+        backend = MemoryBudgetStore()
+    elif budget_backend == "sqlite":
+        backend = await SQLBudgetStore.open(f"sqlite:///{tmp_path / 'budgets.db'}")
+    else:
+        backend = RedisBudgetStore.from_url(
+            "redis://127.0.0.1:6379/0", prefix="{podium:test:pipeline:" + uuid.uuid4().hex + "}"
+        )
+    budgets = Budgets(backend, [Budget("ml-daily", "team", "ml", limit, "daily")], clock=clock)
     ledger = MemoryLedger()
     gw = make_gateway(budgets=budgets, ledger=ledger)
     sim.script(*[Reply(text="ok " * 10, input_tokens=12, output_tokens=20)] * 1000)
@@ -212,6 +225,7 @@ async def test_concurrent_calls_never_overspend_a_budget_and_refusals_never_reac
     assert len(sim.requests) == len(paid)  # refused calls never reached the provider
     assert sum((e.cost for e in await ledger.entries()), Decimal(0)) == sum(paid, Decimal(0))
     (status,) = await budgets.status(TEAM.attribution)
+    await backend.close()
     assert status.reserved == 0
     assert status.spent == sum(paid, Decimal(0))
 

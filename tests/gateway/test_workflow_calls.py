@@ -79,3 +79,17 @@ async def test_model_steps_go_through_the_gateway_and_land_in_the_ledger(
     sent = sim.requests[-1].json()
     assert sent["messages"][-1]["content"].startswith("The customer is negative:")
     await gateway.close()
+
+
+async def test_the_warm_pool_loads_the_configured_local_models(tmp_path: Path) -> None:
+    from podium.gateway.routing import Deployment, ModelGroup
+    from podium.models.local.runtime import LocalModel
+
+    hub = ModelHub(Settings(home=tmp_path), catalog=Catalog.builtin())
+    vader = Deployment("vader", hub.info("local/vader-sentiment"))
+    gateway = Gateway(hub, groups=[ModelGroup("mood", (vader,))])
+    assert await gateway.warm_local() == ["vader"]
+    model = gateway.adapter(vader)
+    assert isinstance(model, LocalModel)
+    assert model.stats().loaded
+    await gateway.close()

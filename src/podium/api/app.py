@@ -52,6 +52,12 @@ async def _recover(engine: Engine) -> None:
     log.info("recovery: resumed %d run(s) a crash left running (%s)", len(results), counts)
 
 
+async def _warm(gateway: Gateway) -> None:
+    loaded = await gateway.warm_local()
+    if loaded:
+        log.info("warm pool: loaded %s", ", ".join(loaded))
+
+
 class _Either:
     """Ask one authenticator, then the other."""
 
@@ -126,6 +132,7 @@ def create_app(
             state.catalog = WorkflowCatalog.load(workflows_dir, registry=active.registry)
             state.engine = active
             state.spawn(_recover(active), what="recovery of interrupted runs")
+            state.spawn(_warm(served), what="warming the local models")
             yield
         finally:
             await state.stop()

@@ -23,6 +23,15 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class Readiness(BaseModel):
+    """Whether the server takes work: its parts, each open or not."""
+
+    store: bool
+    """The run store is open (workflows can start and resume)."""
+    gateway: bool
+    """The model gateway is open (``/v1`` and model steps can call models)."""
+
+
 # -- workflows ----------------------------------------------------------------------------
 class InputInfo(BaseModel):
     """One declared input of a workflow."""

@@ -1,6 +1,6 @@
 """The gateway's configuration file: typed, validated, every problem reported where it was written.
 
-A YAML file (see ``examples/gateway.yaml`` and ``docs/gateway.md``) declares the server, the
+A YAML file (see ``examples/gateway/gateway.yaml`` and ``docs/gateway.md``) declares the server, the
 model groups clients call and their deployments, retries, circuit breakers, the response cache,
 rate limits, budgets, pricing policy and the client API keys. :meth:`GatewayConfig.load` parses
 it with the workflow loader's position-keeping YAML reader and validates it with the frozen

@@ -185,7 +185,7 @@ def reworded(issue: DefinitionIssue) -> DefinitionIssue:
     """A YAML-level issue from the workflow file reader, in the words of this file."""
     message, hint = issue.message, issue.hint
     if message.startswith(("a workflow file must be", "the file is empty", "the file holds")):
-        hint = "start with 'model_groups:' (see examples/gateway.yaml)"
+        hint = "start with 'model_groups:' (see examples/gateway/gateway.yaml)"
     if message.startswith("a workflow file must be"):
         message = "a gateway config must be a mapping of sections (server, model_groups, …)"
     if hint:

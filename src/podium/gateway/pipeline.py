@@ -1027,6 +1027,19 @@ class Gateway:
             for d in self.group(name).deployments:
                 await self.adapter(d).warm()
 
+    async def warm_local(self) -> list[str]:
+        """Load the local models of the configured groups now (the warm pool), so the first
+        call does not pay for loading weights; the names of those loaded."""
+        local = {
+            d.id: d
+            for g in self.router.groups()
+            if g.name not in self._implicit
+            for d in g.deployments
+            if d.provider == "local"
+        }
+        await asyncio.gather(*(self.adapter(d).warm() for d in local.values()))
+        return sorted(local)
+
     async def flush(self) -> None:
         """Wait until every call's ledger row and records are written."""
         await self.recorder.flush()
