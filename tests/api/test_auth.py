@@ -39,6 +39,7 @@ KNOWN = {
     ("GET", "/api/runs"),
     ("GET", "/api/runs/{run_id}"),
     ("GET", "/api/runs/{run_id}/events"),
+    ("GET", "/api/runs/{run_id}/events/stream"),
     ("POST", "/api/runs/{run_id}/approve"),
     ("POST", "/api/runs/{run_id}/reject"),
     ("POST", "/api/runs/{run_id}/resume"),

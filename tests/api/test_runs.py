@@ -200,3 +200,36 @@ async def wait_for_kinds(client: httpx.AsyncClient, run_id: str, *kinds: str) ->
             if [e["kind"] for e in events[-len(kinds) :]] == list(kinds):
                 return
             await asyncio.sleep(0.01)
+
+
+async def test_the_journal_streams_as_server_sent_events_until_the_run_settles(
+    client: httpx.AsyncClient,
+) -> None:
+    started = await client.post("/api/workflows/hello/runs", json={"inputs": {"name": "Ada"}})
+    run_id = started.json()["run_id"]
+    frames: list[dict[str, str]] = []
+    async with client.stream("GET", f"/api/runs/{run_id}/events/stream?poll_s=0.01") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        frame: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if not line:
+                frames.append(frame)
+                frame = {}
+                continue
+            field, _, value = line.partition(": ")
+            frame[field] = value
+    *journal, end = frames
+    assert end["event"] == "end"
+    assert '"status":"completed"' in end["data"].replace(" ", "")
+    seqs = [int(f["id"]) for f in journal]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == len(set(seqs))  # each event once
+    full = (await client.get(f"/api/runs/{run_id}/events")).json()
+    assert [e["seq"] for e in full] == seqs  # the whole journal, nothing missed
+    assert journal[-1]["event"] == full[-1]["kind"]
+
+
+async def test_streaming_an_unknown_run_is_a_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/runs/no-such-run/events/stream")
+    assert response.status_code == 404

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -172,3 +179,93 @@ def test_serve_refuses_a_bad_store_url_readably(
     assert "unsupported store URL scheme 'mysql'" in result.stderr
     assert "hunter2" not in result.output + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "gateway.pem", directory / "gateway.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_podium_serve_speaks_tls_and_takes_client_keys_from_its_config(tmp_path: Path) -> None:
+    cert, _ = _self_signed(tmp_path)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "server: {tls: {cert: gateway.pem, key: gateway.key}}\n"  # relative to the file
+        "model_groups:\n"
+        "  - name: mood\n"
+        "    deployments: [{model: local/vader-sentiment}]\n"
+        "keys:\n"
+        "  - {id: ml-key, env: PODIUM_TEST_KEY_ML, org: acme, team: ml}\n"
+    )
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_")}
+    env.update(
+        PODIUM_HOME=str(tmp_path / ".podium"),
+        PODIUM_ADMIN_TOKEN="admin-token-for-the-tls-test",
+        PODIUM_TEST_KEY_ML="pk-ml-0123456789",
+        PYTHONUNBUFFERED="1",
+    )
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*PODIUM, "serve", "--port", str(port), "--config", str(config), "--workflows", "."],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"https://127.0.0.1:{port}"
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            assert process.poll() is None, err.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", verify=trust, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        with pytest.raises(httpx.TransportError):  # no plain HTTP on a TLS port
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        ml = {"Authorization": "Bearer pk-ml-0123456789"}
+        with httpx.Client(base_url=base, verify=trust, headers=ml, timeout=10) as client:
+            models = client.get("/v1/models")
+            assert models.status_code == 200
+            assert "mood" in [m["id"] for m in models.json()["data"]]
+            assert client.get("/api/workflows").status_code == 403  # a key only calls models
+        assert "pk-ml-0123456789" not in err.read_text()  # secrets never logged
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

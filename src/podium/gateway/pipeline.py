@@ -575,7 +575,16 @@ class Gateway:
             hold, ctx.hold = ctx.hold, None
             try:
                 if billed > 0:
-                    await self.budgets.settle(hold, billed)
+                    settled = await self.budgets.settle(hold, billed)
+                    for alert in settled.alerts:  # each threshold is reported once per window
+                        log.warning(
+                            "budget %s crossed %s%% of its $%s limit in %s: $%s spent",
+                            alert.budget_id,
+                            alert.threshold * 100,
+                            alert.limit,
+                            alert.period,
+                            alert.spent,
+                        )
                 else:
                     await self.budgets.release(hold)
             except Exception:

@@ -9,9 +9,11 @@ the caller rather than only logged.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from podium.api.auth import Principal, require
 from podium.api.errors import ERROR_RESPONSES
@@ -112,6 +114,48 @@ async def get_events(
     await engine.store.get_run(run_id)  # 404 for an unknown run, not an empty journal
     events = await engine.store.events(run_id, after=after)
     return [EventInfo.of(e) for e in events[:limit]]
+
+
+_SETTLED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "waiting"})
+"""Statuses after which a run writes nothing more until someone acts on it."""
+
+
+@router.get(
+    "/runs/{run_id}/events/stream",
+    dependencies=[require("runs:read")],
+    responses={
+        **_NOT_FOUND,
+        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
+    },
+)
+async def stream_events(
+    run_id: str,
+    engine: EngineDep,
+    after: Annotated[int, Query(ge=0, description="Only events with a greater seq.")] = 0,
+    poll_s: Annotated[float, Query(gt=0, le=10, description="Seconds between polls.")] = 0.2,
+) -> StreamingResponse:
+    """The run's journal as server-sent events (``event: <kind>``, ``id: <seq>``, the event as
+    JSON), live: new events follow as the run writes them. The stream ends with an ``end``
+    event once the run has completed, failed, been cancelled or waits for a review."""
+    await engine.store.get_run(run_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[bytes]:
+        seen = after
+        while True:
+            record = await engine.store.get_run(run_id)
+            for e in await engine.store.events(run_id, after=seen):
+                seen = e.seq
+                body = EventInfo.of(e).model_dump_json()
+                yield f"event: {e.kind}\nid: {e.seq}\ndata: {body}\n\n".encode()
+            if record.status in _SETTLED:
+                end = json.dumps({"run_id": run_id, "status": record.status})
+                yield f"event: end\ndata: {end}\n\n".encode()
+                return
+            await engine.clock.sleep(poll_s)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+    )
 
 
 async def _decide(
