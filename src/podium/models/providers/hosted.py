@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import AuthenticationFailed, ConfigError
 from podium.models.base import Capability, Model
-from podium.models.providers.http import Endpoint, fast_transport, make_client
+from podium.models.providers.http import Endpoint, FastSession, fast_transport, make_client
 
 if TYPE_CHECKING:
     from podium.config import Settings
@@ -54,6 +54,7 @@ class HostedModel(Model):
         self._timeout = timeout
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self._fast: FastSession | None = None
 
     @classmethod
     def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
@@ -102,7 +103,21 @@ class HostedModel(Model):
         if capability not in self.capabilities:
             raise self._unsupported(capability)
 
+    def _fast_session(self) -> FastSession | None:
+        """The aiohttp session of the fast path, or ``None`` when a test transport is injected
+        or the adapter does not use it (then: the httpx client)."""
+        if self._transport is not None or not self.fast_transport:
+            return None
+        if self._fast is None:
+            if self.base_url is None:
+                self._client()  # raises the adapter's own "no base URL" error
+            self._fast = FastSession(self._timeout)
+        return self._fast
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._fast is not None:
+            await self._fast.close()
+            self._fast = None

@@ -48,6 +48,7 @@ from podium.models.base import (
 )
 from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
+    FastSession,
     map_http_error,
     map_transport_error,
     redact,
@@ -276,16 +277,45 @@ class OpenAICompatModel(HostedModel):
         url = self._urls.get(operation)
         if url is None:
             path, params = self._target(operation)
-            url = self._client().base_url.join(path)
+            assert self.base_url is not None  # _fast_session / _client checked it
+            url = httpx.URL(self.base_url.rstrip("/") + "/").join(path)
             if params:
                 url = url.copy_merge_params(params)
             self._urls[operation] = url
         return url
 
+    async def _post_fast(
+        self, fast: FastSession, operation: str, body: Mapping[str, Any], headers: dict[str, str]
+    ) -> tuple[Any, str | None]:
+        url = self._url(operation)
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            status, answer_headers, content = await fast.post_json(str(url), data, headers)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, provider=self.provider, model=self.name) from None
+        if status >= 400:
+            response = httpx.Response(
+                status, headers=answer_headers, content=content, request=httpx.Request("POST", url)
+            )
+            raise self._error(response, content)
+        request_id = _request_id(answer_headers)
+        try:
+            return json.loads(content), request_id
+        except ValueError:
+            raise ProviderOverloaded(
+                f"{self.provider}: the response is not JSON",
+                provider=self.provider,
+                model=self.name,
+                request_id=request_id,
+            ) from None
+
     async def _post(self, operation: str, body: Mapping[str, Any]) -> tuple[Any, str | None]:
         """POST ``body``; the parsed JSON answer and the request id, or the mapped error."""
-        client = self._client()
         headers = self._headers()
+        fast = self._fast_session()
+        if fast is not None:
+            return await self._post_fast(fast, operation, body, headers)
+        client = self._client()
         try:
             response = await client.post(self._url(operation), json=body, headers=headers)
         except httpx.HTTPError as exc:
