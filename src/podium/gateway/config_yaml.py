@@ -26,6 +26,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo
 
 from podium.errors import ConfigError, DefinitionIssue
+from podium.workflows.loader import show_value
 
 if TYPE_CHECKING:
     from podium.models.catalog import Catalog
@@ -240,20 +241,6 @@ _BOUNDS = {
 }
 
 
-def _show(value: Any) -> str:
-    """A value as the YAML author wrote it, shortened."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _describe(error: Any, loc: Loc, root: type[BaseModel]) -> tuple[str, str | None]:
     kind: str = error["type"]
     value = error.get("input")
@@ -268,17 +255,17 @@ def _describe(error: Any, loc: Loc, root: type[BaseModel]) -> tuple[str, str | N
     if kind == "missing":
         return f"missing required key {last!r}", f"add '{last}:'"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_show(value)}", None
+        return f"expected {_EXPECTED[kind]}, got {show_value(value)}", None
     if kind == "literal_error":
         expected = str(ctx.get("expected", "one of the allowed values"))
-        return f"expected {expected}, got {_show(value)}", near(
+        return f"expected {expected}, got {show_value(value)}", near(
             str(value), re.findall(r"'([^']*)'", expected)
         )
     if kind in _BOUNDS:
         key, sign = _BOUNDS[kind]
-        return f"must be {sign} {ctx.get(key)}, got {_show(value)}", None
+        return f"must be {sign} {ctx.get(key)}, got {show_value(value)}", None
     if kind == "string_pattern_mismatch":
-        return f"{_show(value)} is not a valid {last}", "no spaces"
+        return f"{show_value(value)} is not a valid {last}", "no spaces"
     if kind == "string_too_short":
         return "must not be empty", None
     if kind == "too_short":

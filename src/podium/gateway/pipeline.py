@@ -696,6 +696,21 @@ class Gateway:
         ctx.route = decision
         return decision
 
+    async def _plan(
+        self, ctx: _Context, request: ChatRequest, stream: bool, tags: Mapping[str, str]
+    ) -> tuple[RouteDecision, ChatRequest]:
+        """Route, bound the output when a budget needs it, and reserve the worst case: the
+        request as it will be sent, and where it may go."""
+        decision = self._route(ctx, request, stream, tags)
+        request = self._bounded(request, decision)
+        await self._reserve(
+            ctx,
+            decision.ranked,
+            prompt_token_bound(request),
+            self._max_output(request, decision.prompt_tokens),
+        )
+        return decision, request
+
     def _bounded(self, request: ChatRequest, decision: RouteDecision) -> ChatRequest:
         """Set ``max_tokens`` when a budget must bound a call the request leaves unbounded."""
         if request.max_tokens is not None or self.budgets is None:
@@ -733,14 +748,7 @@ class Gateway:
                     record = await self._cache_hit(ctx, found)
                     return Served(found.response, record)
                 miss = found
-            decision = self._route(ctx, request, False, options.tags)
-            request = self._bounded(request, decision)
-            await self._reserve(
-                ctx,
-                decision.ranked,
-                prompt_token_bound(request),
-                self._max_output(request, decision.prompt_tokens),
-            )
+            decision, request = await self._plan(ctx, request, False, options.tags)
         except BaseException as exc:
             await self._refused(ctx, exc)
             raise
@@ -1125,14 +1133,8 @@ class ChatStream:
                     self._replay = replay_chunks(found.response)
                     return
                 self._miss = found
-            decision = gw._route(ctx, request, True, self.options.tags)
-            self.request = request = gw._bounded(request, decision)
-            await gw._reserve(
-                ctx,
-                decision.ranked,
-                prompt_token_bound(request),
-                gw._max_output(request, decision.prompt_tokens),
-            )
+            decision, request = await gw._plan(ctx, request, True, self.options.tags)
+            self.request = request
         except BaseException as exc:
             await gw._refused(ctx, exc)
             raise

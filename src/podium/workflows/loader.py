@@ -334,7 +334,7 @@ def _allowed_keys(model_fields: Any) -> list[str]:
     return [f.alias or n for n, f in model_fields.items()]
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as the YAML author wrote it, shortened."""
     if value is None:
         return "null"
@@ -387,12 +387,14 @@ def _message(error: Any, loc: Sequence[str | int], key: str | None, source: Sour
     if kind == "missing":
         return f"missing required key '{loc[-1]}'"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_show(value)}"
+        return f"expected {_EXPECTED[kind]}, got {show_value(value)}"
     if kind == "literal_error":
-        return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_show(value)}"
+        return (
+            f"expected {ctx.get('expected', 'one of the allowed values')}, got {show_value(value)}"
+        )
     if kind == "string_pattern_mismatch":
         what = "id" if _is_id(key) else "name" if key == "name" else last
-        return f"{_show(value)} is not a valid {what}"
+        return f"{show_value(value)} is not a valid {what}"
     if kind == "too_short" and isinstance(value, list | dict):
         n = ctx.get("min_length", 1)
         return f"'{last}' needs at least {n} {'item' if n == 1 else 'items'}"
@@ -400,7 +402,7 @@ def _message(error: Any, loc: Sequence[str | int], key: str | None, source: Sour
     if kind.startswith("value_error"):
         return message.removeprefix("Value error, ")
     if value is not None and not isinstance(value, dict | list):
-        message += f" (got {_show(value)})"
+        message += f" (got {show_value(value)})"
     return message
 
 
