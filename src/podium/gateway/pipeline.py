@@ -34,22 +34,33 @@ import dataclasses
 import logging
 import math
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
 from podium.errors import CapabilityUnsupported, ModelNotFound
-from podium.finops.budgets import Budgets, Reservation, ReservationRequest
-from podium.finops.ledger import Attribution, Ledger, LedgerEntry, utc_day
+from podium.finops.budgets import Budgets, ReservationRequest
+from podium.finops.ledger import Ledger, LedgerEntry, utc_day
 from podium.finops.pricing import UnknownPrice, price, worst_case
 from podium.gateway.breaker import Breakers
-from podium.gateway.cache import CacheHit, CacheMiss, CacheQuery, ResponseCache, namespace
+from podium.gateway.cache import CacheHit, CacheMiss, CacheQuery, ResponseCache
 from podium.gateway.limits import LimitRequest, LimitRule, RateLimiter
-from podium.gateway.limits import Reservation as LimitReservation
+from podium.gateway.recorder import Recorder
+from podium.gateway.records import (
+    Admission,
+    AdmissionStage,
+    CallContext,
+    Caller,
+    CallOptions,
+    CallRecord,
+    ModelListing,
+    RecordSink,
+    Served,
+    new_request_id,
+    prompt_token_bound,
+)
 from podium.gateway.resilience import (
     Attempt,
     CallFailed,
@@ -57,8 +68,6 @@ from podium.gateway.resilience import (
     Outcome,
     Resilience,
     fallback_answer,
-    fallback_stream,
-    is_final_chunk,
 )
 from podium.gateway.routing import (
     Deployment,
@@ -70,9 +79,9 @@ from podium.gateway.routing import (
     RouteRequest,
     run_cascade,
 )
+from podium.gateway.stream import ChatStream, replay_chunks
 from podium.models.base import (
     Capability,
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbedRequest,
@@ -80,11 +89,28 @@ from podium.models.base import (
     Model,
     ModerationRequest,
     ModerationResponse,
-    ToolCall,
     Usage,
 )
 from podium.models.hub import ModelHub
 from podium.types import Clock, SystemClock
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "Admission",
+    "AdmissionStage",
+    "CallOptions",
+    "CallRecord",
+    "Caller",
+    "ChatStream",
+    "Gateway",
+    "ModelListing",
+    "RecordSink",
+    "Recorder",
+    "Served",
+    "new_request_id",
+    "prompt_token_bound",
+    "replay_chunks",
+]
 
 log = logging.getLogger("podium.gateway")
 
@@ -95,232 +121,7 @@ DEFAULT_MAX_OUTPUT = 4096
 catalog entry gives no maximum output, when the request sets none."""
 
 
-# -- typed stage inputs and outputs ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling and on whose account: what admission, limits, budgets, the cache namespace
-    and the ledger all key on."""
-
-    attribution: Attribution = field(default_factory=Attribution)
-    subject: str = "anonymous"
-    """Who authenticated (a key id, ``admin``, ``workflow``), for audit."""
-
-    @property
-    def cache_namespace(self) -> str:
-        """The cache namespace: the caller's team inside its organisation."""
-        return namespace(self.attribution.org or "default", self.attribution.team)
-
-
-@dataclass(frozen=True, slots=True)
-class CallOptions:
-    """Per-call switches."""
-
-    request_id: str | None = None
-    """The gateway's id for this call (a new one when ``None``)."""
-    cache: bool = True
-    """Look up and store in the response cache."""
-    semantic_cache: bool = True
-    """Allow a semantic (similar-question) cache hit."""
-    cache_sampled: bool = False
-    """Cache even a sampled request (``temperature > 0`` without a seed)."""
-    cache_ttl_s: float | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    """Routing hints from the caller (e.g. ``complexity: hard``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """What an admission stage sees. A stage refuses by raising a :class:`PodiumError`."""
-
-    request_id: str
-    caller: Caller
-    kind: Literal["chat", "stream", "embed", "moderate", "classify", "translate", "ocr"]
-    model: str
-    """The model or group the caller asked for."""
-    request: Any
-    """The typed request (``ChatRequest``, ``EmbedRequest``…)."""
-
-
-AdmissionStage = Callable[[Admission], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """What happened to one call: the input of every record sink (audit, metrics, lineage)."""
-
-    request_id: str
-    caller: Caller
-    kind: str
-    requested: str
-    served: str | None
-    """The catalog model that answered (``None``: nothing answered)."""
-    deployment: str | None
-    provider: str | None
-    usage: Usage
-    cost: Decimal
-    outcome: Literal["ok", "cache_hit", "degraded", "error", "refused"]
-    error: str | None = None
-    """The error's class name, when the call failed or was refused."""
-    cache: Literal["exact", "semantic"] | None = None
-    route: RouteDecision | None = None
-    attempts: tuple[Attempt, ...] = ()
-    baseline_cost: Decimal | None = None
-    latency_s: float = 0.0
-    ts: float = 0.0
-
-
-RecordSink = Callable[[CallRecord], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Served(Generic[R]):
-    """A response with its receipt."""
-
-    response: R
-    record: CallRecord
-
-    @property
-    def cost(self) -> Decimal:
-        return self.record.cost
-
-
-# -- the recorder ---------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Writes ledger rows and feeds record sinks in the background, in batches.
-
-    The response path only appends to a queue; one task drains it, so a burst of calls costs
-    one ledger transaction per batch. :meth:`flush` waits until everything queued is written.
-    """
-
-    def __init__(
-        self, ledger: Ledger | None, sinks: Sequence[RecordSink], *, batch: int = 256
-    ) -> None:
-        self.ledger = ledger
-        self.sinks = tuple(sinks)
-        self.batch = batch
-        self._queue: list[tuple[LedgerEntry | None, CallRecord | None]] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self.failures = 0
-
-    @property
-    def active(self) -> bool:
-        return self.ledger is not None or bool(self.sinks)
-
-    def submit(self, entry: LedgerEntry | None, record: CallRecord | None) -> None:
-        if not self.active:
-            return
-        self._queue.append((entry, record))
-        self._idle.clear()
-        self._wake.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
-                await self._write(batch)
-            if not self._queue:
-                self._idle.set()
-
-    async def _write(self, batch: Sequence[tuple[LedgerEntry | None, CallRecord | None]]) -> None:
-        entries = [e for e, _ in batch if e is not None]
-        if entries and self.ledger is not None:
-            try:
-                await self.ledger.record_many(entries)
-            except Exception:
-                self.failures += len(entries)
-                log.exception("could not write %d ledger row(s)", len(entries))
-        for sink in self.sinks:
-            for _, record in batch:
-                if record is None:
-                    continue
-                try:
-                    await sink(record)
-                except Exception:
-                    self.failures += 1
-                    log.exception("record sink %r failed", sink)
-
-    async def flush(self) -> None:
-        """Wait until everything submitted so far is written."""
-        if self._queue or not self._idle.is_set():
-            await self._idle.wait()
-
-    async def close(self) -> None:
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-
 # -- the gateway ----------------------------------------------------------------------------------
-
-
-class Unbudgetable(Protocol):
-    def __call__(self, deployment: Deployment) -> str | None: ...
-
-
-@dataclass(slots=True)
-class _Context:
-    """One call's state as it moves through the stages."""
-
-    request_id: str
-    caller: Caller
-    kind: str
-    requested: str
-    started: float
-    limit: LimitReservation | None = None
-    hold: Reservation | None = None
-    route: RouteDecision | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelListing:
-    """One entry of ``/v1/models``: a configured group or a reachable catalog model."""
-
-    id: str
-    kind: Literal["group", "model"]
-    owned_by: str
-    capabilities: tuple[str, ...]
-    context_window: int | None = None
-
-
-MESSAGE_OVERHEAD_TOKENS = 8
-"""Tokens a provider may add per message (role markers, separators) beyond its text."""
-
-
-def prompt_token_bound(request: ChatRequest) -> int:
-    """An upper bound on the prompt's tokens, whatever the tokenizer: a byte-level BPE token
-    covers at least one byte of UTF-8, so a text has at most as many tokens as bytes; each
-    message and tool adds a fixed overhead. Budgets reserve on this bound so that a prompt the
-    character estimate undercounts (digits, code, non-Latin scripts) can never overspend; the
-    hold is settled to the real count a moment later."""
-    total = MESSAGE_OVERHEAD_TOKENS
-    for m in request.messages:
-        total += MESSAGE_OVERHEAD_TOKENS + len(m.text.encode("utf-8"))
-        if not isinstance(m.content, str):
-            total += sum(1 for p in m.content if p.get("type") != "text") * 2_000  # images
-        for call in m.tool_calls:
-            total += len(call.name.encode()) + len(call.arguments.encode()) + 8
-    for tool in request.tools:
-        total += len(str(tool.parameters).encode()) + len(tool.description.encode()) + 16
-    if request.response_format != "text":
-        total += len(str(request.response_format).encode())
-    return total
-
-
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
 
 
 class Gateway:
@@ -473,7 +274,7 @@ class Gateway:
 
     # -- stages shared by every kind of call ------------------------------------------------------
 
-    async def _admit(self, ctx: _Context, request: Any, tokens: int) -> None:
+    async def _admit(self, ctx: CallContext, request: Any, tokens: int) -> None:
         if self.admission:
             kind: Any = ctx.kind
             admission = Admission(ctx.request_id, ctx.caller, kind, ctx.requested, request)
@@ -516,7 +317,7 @@ class Gateway:
 
     async def _reserve(
         self,
-        ctx: _Context,
+        ctx: CallContext,
         deployments: Sequence[Deployment],
         prompt_tokens: int,
         max_output: Callable[[Deployment], int],
@@ -544,7 +345,7 @@ class Gateway:
         except UnknownPrice:
             return Decimal(0)
 
-    def _find(self, ctx: _Context, deployment_id: str | None) -> Deployment | None:
+    def _find(self, ctx: CallContext, deployment_id: str | None) -> Deployment | None:
         if deployment_id is None or ctx.route is None:
             return None
         for d in ctx.route.ranked:
@@ -554,7 +355,7 @@ class Gateway:
 
     async def _finish(
         self,
-        ctx: _Context,
+        ctx: CallContext,
         *,
         deployment: Deployment | None,
         usage: Usage,
@@ -657,7 +458,7 @@ class Gateway:
         self.recorder.submit(entry, record)
         return record
 
-    async def _failed(self, ctx: _Context, error: BaseException) -> None:
+    async def _failed(self, ctx: CallContext, error: BaseException) -> None:
         """Record a call that reached the call stage and failed (nothing billed)."""
         attempts = error.attempts if isinstance(error, CallFailed) else ()
         await self._finish(
@@ -669,20 +470,20 @@ class Gateway:
             attempts=attempts,
         )
 
-    async def _refused(self, ctx: _Context, error: BaseException) -> None:
+    async def _refused(self, ctx: CallContext, error: BaseException) -> None:
         await self._finish(
             ctx, deployment=None, usage=Usage(requests=0), outcome="refused", error=error
         )
 
-    def _context(self, caller: Caller, options: CallOptions, kind: str, model: str) -> _Context:
-        return _Context(
+    def _context(self, caller: Caller, options: CallOptions, kind: str, model: str) -> CallContext:
+        return CallContext(
             options.request_id or new_request_id(), caller, kind, model, time.perf_counter()
         )
 
     # -- chat -------------------------------------------------------------------------------------
 
     def _route(
-        self, ctx: _Context, request: ChatRequest, stream: bool, tags: Mapping[str, str]
+        self, ctx: CallContext, request: ChatRequest, stream: bool, tags: Mapping[str, str]
     ) -> RouteDecision:
         self.group(request.model)
         decision = self.router.route(RouteRequest(request, stream, tags))
@@ -697,7 +498,7 @@ class Gateway:
         return decision
 
     async def _plan(
-        self, ctx: _Context, request: ChatRequest, stream: bool, tags: Mapping[str, str]
+        self, ctx: CallContext, request: ChatRequest, stream: bool, tags: Mapping[str, str]
     ) -> tuple[RouteDecision, ChatRequest]:
         """Route, bound the output when a budget needs it, and reserve the worst case: the
         request as it will be sent, and where it may go."""
@@ -788,7 +589,7 @@ class Gateway:
 
     async def _cascade(
         self,
-        ctx: _Context,
+        ctx: CallContext,
         decision: RouteDecision,
         request: ChatRequest,
         escalations: list[tuple[Deployment, Usage]],
@@ -874,7 +675,7 @@ class Gateway:
             ttl_s=options.cache_ttl_s,
         )
 
-    async def _cache_hit(self, ctx: _Context, hit: CacheHit) -> CallRecord:
+    async def _cache_hit(self, ctx: CallContext, hit: CacheHit) -> CallRecord:
         response = hit.response
         baseline: Decimal | None = None
         served = response.model_served
@@ -911,7 +712,7 @@ class Gateway:
     # -- embeddings and moderation ----------------------------------------------------------------
 
     def _task_deployments(
-        self, ctx: _Context, name: str, capability: Capability
+        self, ctx: CallContext, name: str, capability: Capability
     ) -> list[Deployment]:
         group = self.group(name)
         usable = [d for d in group.deployments if capability in d.info.capabilities]
@@ -927,7 +728,7 @@ class Gateway:
 
     async def _unary(
         self,
-        ctx: _Context,
+        ctx: CallContext,
         request: Any,
         capability: Capability,
         tokens: int,
@@ -1073,200 +874,3 @@ class Gateway:
                 await close()
             except Exception:
                 log.exception("closing %r failed", close)
-
-
-class ChatStream:
-    """A streamed chat completion through the call path.
-
-    ``await start()`` runs admit, cache, route and budget, then opens the stream and waits for
-    its first chunk — failing over to the next deployment while nothing has been sent. Iterating
-    then yields every chunk; the last one carries ``finish_reason`` and usage. A stream that
-    breaks after its start raises :class:`~podium.errors.ProviderTimeout` (never a truncated
-    success). The record stage runs when the stream ends, however it ends.
-    """
-
-    def __init__(
-        self, gateway: Gateway, request: ChatRequest, caller: Caller, options: CallOptions
-    ) -> None:
-        self.gateway = gateway
-        self.request = request
-        self.caller = caller
-        self.options = options
-        self.ctx = gateway._context(caller, options, "stream", request.model)
-        self.record: CallRecord | None = None
-        self.model_served: str | None = None
-        self._first: ChatChunk | None = None
-        self._source: AsyncIterator[ChatChunk] | None = None
-        self._replay: list[ChatChunk] | None = None
-        self._miss: CacheMiss | None = None
-        self._started = False
-        self._text: list[str] = []
-        self._tools: list[ToolCall] = []
-        self._last: ChatChunk | None = None
-
-    @property
-    def request_id(self) -> str:
-        return self.ctx.request_id
-
-    @property
-    def deployment(self) -> Deployment | None:
-        """The deployment serving the stream once started (``None``: a cache hit or a
-        declared fallback answer)."""
-        served = getattr(self._source, "deployment", None)
-        return self.gateway._find(self.ctx, served)
-
-    async def start(self) -> None:
-        """Run the stages up to the first chunk. Raises what the non-streamed call would."""
-        if self._started:
-            return
-        self._started = True
-        gw, ctx, request = self.gateway, self.ctx, self.request
-        from podium.gateway.limits import estimate_tokens
-
-        try:
-            await gw._admit(ctx, request, estimate_tokens(request))
-            if gw.cache is not None and self.options.cache:
-                found = await gw.cache.lookup(gw._cache_query(self.caller, request, self.options))
-                if isinstance(found, CacheHit):
-                    self.record = await gw._cache_hit(ctx, found)
-                    self.model_served = found.response.model_served
-                    self._replay = replay_chunks(found.response)
-                    return
-                self._miss = found
-            decision, request = await gw._plan(ctx, request, True, self.options.tags)
-            self.request = request
-        except BaseException as exc:
-            await gw._refused(ctx, exc)
-            raise
-        text = gw.fallbacks.get(decision.group)
-        self._source = gw.resilience.stream(
-            decision.ranked,
-            lambda d: self._open(d),
-            is_final=is_final_chunk,
-            needed_tokens=decision.needed_tokens,
-            fallback=fallback_stream(text) if text is not None else None,
-        )
-        try:
-            self._first = await anext(self._source)
-        except BaseException as exc:
-            await self._done(None, exc)
-            raise
-        self.model_served = self._first.model_served
-
-    def _open(self, deployment: Deployment) -> AsyncIterator[ChatChunk]:
-        model = self.gateway.adapter(deployment)
-
-        async def chunks() -> AsyncIterator[ChatChunk]:
-            await self.gateway._deployment_limit(deployment, self.request)
-            with self.gateway.router.stats.track(deployment.id):
-                async for chunk in model.stream(self.request):
-                    yield chunk
-
-        return chunks()
-
-    def __aiter__(self) -> AsyncIterator[ChatChunk]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[ChatChunk]:
-        await self.start()
-        if self._replay is not None:
-            for chunk in self._replay:
-                yield chunk
-            return
-        assert self._source is not None
-        assert self._first is not None
-        text, tools = self._text, self._tools
-        try:
-            chunk = self._first
-            while True:
-                text.append(chunk.delta)
-                tools.extend(chunk.tool_calls)
-                self._last = chunk
-                yield chunk
-                if is_final_chunk(chunk):
-                    break
-                chunk = await anext(self._source)
-        except StopAsyncIteration:
-            pass
-        except BaseException as exc:
-            # Shielded: a cancelled client must not cut the record stage (settle, ledger).
-            await asyncio.shield(self._done(self._last, exc, "".join(text)))
-            raise
-        await asyncio.shield(self._done(self._last, None, "".join(text), tools))
-
-    async def _done(
-        self,
-        last: ChatChunk | None,
-        error: BaseException | None,
-        text: str = "",
-        tools: Sequence[ToolCall] = (),
-    ) -> None:
-        if self.record is not None:
-            return
-        gw, ctx = self.gateway, self.ctx
-        source = self._source
-        deployment = gw._find(ctx, getattr(source, "deployment", None))
-        degraded = bool(getattr(source, "degraded", False))
-        attempts: Sequence[Attempt] = source.attempts if source is not None else ()  # type: ignore[attr-defined]
-        usage = last.usage if last is not None and last.usage is not None else None
-        if error is not None:
-            if usage is None and deployment is not None and text:
-                # Billed by the provider up to the cut: charge what was produced.
-                usage = Usage(
-                    input_tokens=ctx.route.prompt_tokens if ctx.route else 0,
-                    output_tokens=math.ceil(len(text) / 4),
-                )
-            self.record = await gw._finish(
-                ctx,
-                deployment=deployment,
-                usage=usage or Usage(requests=0),
-                outcome="error",
-                error=error,
-                attempts=attempts,
-            )
-            return
-        usage = usage or Usage()
-        self.record = await gw._finish(
-            ctx,
-            deployment=deployment,
-            usage=usage,
-            outcome="degraded" if degraded else "ok",
-            attempts=attempts,
-            baseline=gw._baseline(self.request.model, deployment, usage),
-            served=last.model_served if degraded and last is not None else None,
-        )
-        if self._miss is not None and gw.cache is not None and not degraded and last is not None:
-            response = ChatResponse(
-                text,
-                self.request.model,
-                (last.model_served or (deployment.model if deployment else self.request.model)),
-                deployment.provider if deployment else "unknown",
-                usage,
-                finish_reason=last.finish_reason or "stop",
-                tool_calls=tuple(tools),
-            )
-            await gw.cache.store(self._miss, response)
-
-    async def aclose(self) -> None:
-        """Stop early (the client went away): the record stage still runs."""
-        if self._source is not None:
-            await self._source.aclose()  # type: ignore[attr-defined]
-        if self.record is None and self._started:
-            error = asyncio.CancelledError("the client stopped reading the stream")
-            await asyncio.shield(self._done(self._last, error, "".join(self._text)))
-
-
-def replay_chunks(response: ChatResponse) -> list[ChatChunk]:
-    """A stored response as a stream: its text, then the final chunk with usage."""
-    return [
-        ChatChunk(
-            delta=response.text,
-            tool_calls=tuple(response.tool_calls),
-            model_served=response.model_served,
-        ),
-        ChatChunk(
-            finish_reason=response.finish_reason,
-            usage=response.usage,
-            model_served=response.model_served,
-        ),
-    ]
