@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from podium.errors import AuthenticationFailed, ModelNotFound, RateLimitExceeded
 from podium.finops.budgets import Budget, BudgetExceeded
+from podium.gateway import openai_errors as errors
 from podium.gateway import openai_wire as wire
 from podium.gateway.resilience import Attempt, CallFailed
 from podium.models.base import (
@@ -69,7 +70,7 @@ def test_moderation_fetches_no_image_url() -> None:
         wire.ModerationCreate,
         {"input": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]},
     )
-    with pytest.raises(wire.InvalidRequest, match="fetches nothing"):
+    with pytest.raises(errors.InvalidRequest, match="fetches nothing"):
         wire.to_moderation_request(body, "m")
 
 
@@ -110,7 +111,7 @@ def test_a_budget_refusal_says_what_remains_and_when_it_resets() -> None:
         requested=Decimal("0.5"),
         window_end=datetime(2026, 11, 19, tzinfo=UTC),
     )
-    error = wire.wire_error(exc, now=datetime(2026, 11, 18, 23, 0, tzinfo=UTC).timestamp())
+    error = errors.wire_error(exc, now=datetime(2026, 11, 18, 23, 0, tzinfo=UTC).timestamp())
     assert (error.status, error.type, error.code) == (402, "insufficient_quota", "budget_exceeded")
     assert "$0.25 of its $10 limit remains" in error.message
     assert error.headers() == {"retry-after": "3600", "x-should-retry": "false"}
@@ -120,7 +121,7 @@ def test_a_request_over_the_limit_alone_is_never_worth_retrying() -> None:
     exc = RateLimitExceeded(
         scope="team:ml", dimension="tokens", limit=10, window_s=60, requested=50, retry_after=None
     )
-    error = wire.wire_error(exc, now=0)
+    error = errors.wire_error(exc, now=0)
     assert error.status == 429
     assert error.headers() == {"x-should-retry": "false"}
 
@@ -128,15 +129,15 @@ def test_a_request_over_the_limit_alone_is_never_worth_retrying() -> None:
 def test_the_gateways_own_provider_key_failing_is_never_a_401() -> None:
     last = AuthenticationFailed("openai 401: bad key", provider="openai")
     failed = CallFailed("failed", last_error=last, attempts=[Attempt("d", "failed", 1)])
-    error = wire.wire_error(failed, now=0)
+    error = errors.wire_error(failed, now=0)
     assert (error.status, error.code) == (502, "upstream_authentication_failed")
     # A provider not knowing a routed model is the gateway's fault too; ours is the client's.
     unknown = CallFailed("failed", last_error=ModelNotFound("gone"), attempts=[])
-    assert wire.wire_error(unknown, now=0).status == 502
-    assert wire.wire_error(ModelNotFound("no model 'x'"), now=0).status == 404
+    assert errors.wire_error(unknown, now=0).status == 502
+    assert errors.wire_error(ModelNotFound("no model 'x'"), now=0).status == 404
 
 
 def test_a_bug_is_a_500_that_reveals_nothing() -> None:
-    error = wire.wire_error(KeyError("secret internals"), now=0)
+    error = errors.wire_error(KeyError("secret internals"), now=0)
     assert error.status == 500
     assert "secret" not in error.message

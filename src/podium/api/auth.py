@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.api.errors import ApiError, error_response
 from podium.finops.ledger import Attribution
-from podium.gateway import openai_wire
+from podium.gateway import openai_errors
 
 PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -174,8 +174,8 @@ class BearerAuth:
             message = "invalid bearer token"
             challenge = 'Bearer realm="podium", error="invalid_token"'
         headers = {"WWW-Authenticate": challenge}
-        if scope["path"].startswith(openai_wire.PATH_PREFIX):  # OpenAI clients parse its shape
-            response = openai_wire.status_response(401, message, headers=headers)
+        if scope["path"].startswith(openai_errors.PATH_PREFIX):  # OpenAI clients parse its shape
+            response = openai_errors.status_response(401, message, headers=headers)
         else:
             response = error_response(401, "Unauthorized", message, headers=headers)
         await response(scope, receive, send)

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.api.errors import error_response
-from podium.gateway import openai_wire
+from podium.gateway import openai_errors
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -36,8 +36,8 @@ class BodySizeLimit:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             message = too_large_message(self.max_bytes)
-            if scope["path"].startswith(openai_wire.PATH_PREFIX):
-                response = openai_wire.status_response(413, message)
+            if scope["path"].startswith(openai_errors.PATH_PREFIX):
+                response = openai_errors.status_response(413, message)
             else:
                 response = error_response(413, "ContentTooLarge", message)
             await response(scope, receive, send)

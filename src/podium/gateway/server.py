@@ -35,7 +35,7 @@ answer for a complete one. A client that leaves mid-stream still gets its call r
 charged for what was produced.
 
 **Errors** have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, and these
-statuses (:func:`~podium.gateway.openai_wire.wire_error` maps them):
+statuses (:func:`~podium.gateway.openai_errors.wire_error` maps them):
 
 ======  =====================  =======================  ========================================
 status  type                   code                     when
@@ -114,6 +114,7 @@ from podium.api.errors import ApiError
 from podium.api.state import GatewayDep, get_state
 from podium.errors import PodiumError, ProviderTimeout
 from podium.finops.ledger import Attribution
+from podium.gateway import openai_errors as errors
 from podium.gateway import openai_wire as wire
 from podium.gateway.pipeline import (
     Caller,
@@ -160,16 +161,16 @@ def _retry_in(gateway: Gateway | None, exc: NoDeploymentAvailable) -> float | No
 def error_response(request: Request, exc: BaseException) -> JSONResponse:
     """The OpenAI-shaped answer to anything a ``/v1`` route raised."""
     if isinstance(exc, RequestValidationError):
-        error = wire.wire_error(wire.validation_error(exc.errors()), now=0.0)
+        error = errors.wire_error(wire.validation_error(exc.errors()), now=0.0)
     elif isinstance(exc, ApiError):
-        error = wire.status_error(exc.status, exc.message)
+        error = errors.status_error(exc.status, exc.message)
     elif isinstance(exc, StarletteHTTPException):
-        error = wire.status_error(exc.status_code, str(exc.detail))
+        error = errors.status_error(exc.status_code, str(exc.detail))
     else:
         gateway = _gateway_of(request)
         now = gateway.clock.now() if gateway is not None else 0.0
         retry_in = _retry_in(gateway, exc) if isinstance(exc, NoDeploymentAvailable) else None
-        error = wire.wire_error(exc, now=now, retry_in=retry_in)
+        error = errors.wire_error(exc, now=now, retry_in=retry_in)
         if not isinstance(exc, PodiumError):
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         elif error.status >= 500:
@@ -313,7 +314,7 @@ async def _events(stream: ChatStream, writer: wire.ChunkWriter) -> AsyncIterator
             raise ProviderTimeout("the stream ended before its final chunk")
         yield wire.DONE
     except Exception as exc:
-        error = wire.wire_error(exc, now=stream.gateway.clock.now())
+        error = errors.wire_error(exc, now=stream.gateway.clock.now())
         if isinstance(exc, PodiumError):
             log.warning("stream %s broke after it started: %s", stream.request_id, exc)
         else:
@@ -386,7 +387,7 @@ def default_moderation_model(gateway: Gateway) -> str:
     for entry in gateway.listing():
         if Capability.MODERATE_TEXT.value in entry.capabilities:
             return entry.id
-    raise wire.InvalidRequest(
+    raise errors.InvalidRequest(
         "no moderation model is available: name one in 'model' (GET /v1/models)", param="model"
     )
 
