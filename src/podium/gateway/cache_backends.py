@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from podium.gateway.cache import StoredEntry, Vector, most_similar
+from podium.store.sql import sqlite_wal
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -170,9 +171,9 @@ class SQLiteCacheBackend:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            sqlite_wal(conn.execute, 5.0)
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             self._conn = conn
         return self._conn

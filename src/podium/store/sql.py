@@ -443,12 +443,34 @@ def create_store_engine(url: URL, *, sqlite_synchronous: str = "NORMAL") -> Engi
     return engine
 
 
+def sqlite_wal(execute: Callable[[str], Any], timeout_s: float) -> None:
+    """Switch a SQLite database to WAL, waiting while another connection holds it.
+
+    Changing the journal mode needs the database to itself, and SQLite answers "database is
+    locked" at once rather than through the busy handler — so processes opening a new database
+    together (replicas starting) would fail. A database already in WAL answers at once."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _sqlite_pragmas(level: str) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            sqlite_wal(cursor.execute, SQLITE_BUSY_TIMEOUT_MS / 1000)
             cursor.execute(f"PRAGMA synchronous={level}")  # validated against SQLITE_SYNCHRONOUS
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
