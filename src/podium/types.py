@@ -169,6 +169,8 @@ class ModelCall:
     params: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Attribution: run id, step id, idempotency key, team/project/use case."""
+    fallbacks: tuple[str, ...] = ()
+    """Models (or groups) to try, in order, when ``model`` is unavailable or fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,10 @@ class ModelReply:
     cost: Decimal | None = None
     data: JSON = None
     """Structured output (labels, embeddings, parsed JSON), when the model gives it."""
+    route: Mapping[str, Any] | None = None
+    """How the call was routed: ``preferred`` (the model asked for first), ``served``,
+    ``reason`` (why that one) and ``would_cost`` (what the preferred model would have charged
+    for the same work, a Decimal string; ``None`` when it served or has no price)."""
 
 
 class ModelGateway(Protocol):

@@ -100,3 +100,24 @@ async def test_no_directory_serves_nothing(settings: Settings) -> None:
     async with serving(app) as client:
         assert (await client.get("/api/workflows")).json() == []
         assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("settings", ["memory"], indirect=True)
+async def test_the_shipped_examples_directory_serves_every_seed_workflow(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = Path(__file__).resolve().parents[2] / "examples"
+    app = create_app(settings, workflows_dir=root, admin_token=TOKEN)
+    async with serving(app) as client:
+        names = [w["name"] for w in (await client.get("/api/workflows")).json()]
+    # top-level files and each example's workflow.yaml; the gateway config is no workflow
+    assert names == [
+        "content_moderation",
+        "customer_service",
+        "document_processing",
+        "fraud_detection",
+        "hello",
+        "insurance_claim",
+        "recommendations",
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

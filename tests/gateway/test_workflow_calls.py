@@ -93,3 +93,121 @@ async def test_the_warm_pool_loads_the_configured_local_models(tmp_path: Path) -
     assert isinstance(model, LocalModel)
     assert model.stats().loaded
     await gateway.close()
+
+
+EDGE = """
+name: edge
+inputs:
+  question: string
+steps:
+  - id: answer
+    model: openai/gpt-4o-mini
+    fallbacks: [local/smollm2-135m-instruct]
+    prompt: "{{ inputs.question }}"
+    params: {max_tokens: 8, temperature: 0, seed: 1}
+output: "{{ steps.answer.output }}"
+"""
+
+
+def _edge_engine(settings: Settings, ledger: MemoryLedger) -> tuple[Engine, Gateway]:
+    gateway = Gateway(ModelHub(settings, catalog=Catalog.builtin()), ledger=ledger)
+    return Engine(MemoryStore(), gateway=gateway), gateway
+
+
+async def test_with_no_api_key_the_local_fallback_serves_and_the_hosted_price_is_reported(
+    tmp_path: Path,
+) -> None:
+    ledger = MemoryLedger()
+    engine, gateway = _edge_engine(Settings(home=tmp_path), ledger)
+    try:
+        result = await engine.run(load_text(EDGE, "edge.yaml"), {"question": "Say hello."})
+    finally:
+        await engine.close()
+    assert result.ok, result.error
+    out = result.output
+    assert out["model"] == "local/smollm2-135m-instruct"
+    assert Decimal(out["cost"]) == 0
+    route = out["route"]
+    assert route["preferred"] == "openai/gpt-4o-mini"
+    assert route["served"] == "local/smollm2-135m-instruct"
+    assert "no API key for openai: set OPENAI_API_KEY" in route["reason"]
+    await gateway.flush()
+    [row] = await ledger.entries()
+    hosted = price(gateway.hub.info("openai/gpt-4o-mini"), row.usage, row.day).total
+    assert hosted > 0
+    assert Decimal(route["would_cost"]) == hosted == row.baseline_cost
+    await gateway.close()
+
+
+async def test_with_a_key_the_preferred_hosted_model_serves(
+    tmp_path: Path, use_simulator: Callable[..., Any]
+) -> None:
+    sim: OpenAISimulator = use_simulator(OpenAISimulator, api_key="sk-edge")
+    sim.script(Reply(text="Hello!", input_tokens=5, output_tokens=2))
+    settings = Settings(
+        home=tmp_path,
+        provider_urls={"openai": f"{sim.url}/v1"},
+        provider_keys={"openai": SecretStr("sk-edge")},
+    )
+    engine, gateway = _edge_engine(settings, MemoryLedger())
+    try:
+        result = await engine.run(load_text(EDGE, "edge.yaml"), {"question": "Say hello."})
+    finally:
+        await engine.close()
+        await gateway.close()
+    assert result.ok, result.error
+    assert result.output["text"] == "Hello!"
+    assert result.output["route"] == {
+        "preferred": "openai/gpt-4o-mini",
+        "served": "openai/gpt-4o-mini",
+        "reason": "preferred model",
+        "would_cost": None,
+    }
+    assert len(sim.requests) == 1
+
+
+async def test_a_hosted_model_alone_and_keyless_fails_naming_the_variable(tmp_path: Path) -> None:
+    wf = EDGE.replace("    fallbacks: [local/smollm2-135m-instruct]\n", "")
+    engine, gateway = _edge_engine(Settings(home=tmp_path), MemoryLedger())
+    try:
+        result = await engine.run(load_text(wf, "edge.yaml"), {"question": "Say hello."})
+    finally:
+        await engine.close()
+        await gateway.close()
+    assert result.status == "failed"
+    assert result.error is not None
+    assert "no API key for openai: set OPENAI_API_KEY" in result.error["message"]
+
+
+async def test_task_models_take_fallbacks_and_need_no_prompt(tmp_path: Path) -> None:
+    wf = """
+name: mood
+steps:
+  - id: mood
+    model: openai/omni-moderation-latest
+    fallbacks: [local/profanity-check]
+    params: {input: "you are a wonderful person"}
+output: "{{ steps.mood.output }}"
+"""
+    engine, gateway = _edge_engine(Settings(home=tmp_path), MemoryLedger())
+    try:
+        result = await engine.run(load_text(wf, "mood.yaml"), {})
+    finally:
+        await engine.close()
+        await gateway.close()
+    assert result.ok, result.error
+    assert result.output["text"] == "ok"
+    assert result.output["model"] == "local/profanity-check"
+    assert "no API key for openai" in result.output["route"]["reason"]
+
+
+def test_a_model_step_without_prompt_or_task_input_is_a_located_error() -> None:
+    import pytest
+
+    from podium.errors import DefinitionError
+
+    wf = "name: bad\nsteps:\n  - id: ask\n    model: local/vader-sentiment\n"
+    with pytest.raises(DefinitionError) as info:
+        load_text(wf, "bad.yaml")
+    assert "bad.yaml:4" in str(info.value)
+    assert "params.input or params.image" in str(info.value)

@@ -1,4 +1,5 @@
-"""The workflows a server offers: every valid YAML definition in one directory, by name."""
+"""The workflows a server offers: every valid YAML definition in one directory (and each
+subdirectory's ``workflow.yaml``), by name."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ class WorkflowCatalog:
 
     @classmethod
     def load(cls, directory: Path | None, *, registry: Registry | None = None) -> WorkflowCatalog:
-        """Plan every ``*.yaml`` (and ``*.yml``) file in ``directory``, in name order."""
+        """Plan every ``*.yaml`` (and ``*.yml``) file in ``directory``, then every
+        ``<subdirectory>/workflow.yaml`` (an example with its steps and data beside it), in name
+        order."""
         catalog = cls()
         if directory is None:
             return catalog
@@ -33,6 +36,13 @@ class WorkflowCatalog:
             catalog._skip(f"{directory}: workflows directory not found; serving no workflows")
             return catalog
         files = sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        files += sorted(
+            p
+            for sub in directory.iterdir()
+            if sub.is_dir()
+            for p in (sub / "workflow.yaml", sub / "workflow.yml")
+            if p.is_file()
+        )
         for path in files:
             catalog._add(path, registry)
         log.info("serving %d workflow(s) from %s", len(catalog._plans), directory)

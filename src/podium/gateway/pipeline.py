@@ -204,6 +204,26 @@ class Gateway:
             self._implicit[name] = group
         return group
 
+    def chain(self, model: str, fallbacks: Sequence[str]) -> str:
+        """The name of a group that tries ``model``'s deployments, then each fallback's, in that
+        order (created on first use): a workflow step's "hosted preferred, local fallback".
+        Its baseline is ``model``: what a call served by a fallback would have cost there."""
+        if not fallbacks:
+            return model
+        name = " > ".join((model, *fallbacks))
+        if name in self._implicit:
+            return name
+        seen: dict[str, Deployment] = {}
+        for position, member in enumerate((model, *fallbacks)):
+            for d in self.group(member).deployments:
+                seen.setdefault(d.id, dataclasses.replace(d, priority=position))
+        first = self.group(model)
+        baseline = first.baseline or (model if self.hub.catalog.lookup(model) else None)
+        group = ModelGroup(name, tuple(seen.values()), baseline=baseline)
+        self.router.add(group)
+        self._implicit[name] = group
+        return name
+
     def _not_found(self, name: str) -> ModelNotFound:
         import difflib
 
@@ -298,21 +318,34 @@ class Gateway:
         )
         return [self.limit_rules[s] for s in scopes if s is not None and s in self.limit_rules]
 
-    def _priced(self, ranked: Sequence[Deployment]) -> tuple[list[Deployment], list[Exclusion]]:
-        """Deployments with a price in force today (all of them when unpriced calls are
-        allowed)."""
-        if self.allow_unpriced:
-            return list(ranked), []
+    def _usable(self, ranked: Sequence[Deployment]) -> tuple[list[Deployment], list[Exclusion]]:
+        """The deployments a call may go to: those with a price in force today (all of them
+        when unpriced calls are allowed) and, when the group has another, those configured
+        (a hosted model with no API key is skipped, not tried and failed; alone, it is tried,
+        so the caller gets the precise error naming the variable to set)."""
         today = utc_day(self.clock.now())
         keep: list[Deployment] = []
         dropped: list[Exclusion] = []
         for d in ranked:
-            try:
-                worst_case(d.info, 0, 0, today)
-            except UnknownPrice as exc:
-                dropped.append(Exclusion(d.id, f"no price in force ({exc})", kind="config"))
-                continue
+            if not self.allow_unpriced:
+                try:
+                    worst_case(d.info, 0, 0, today)
+                except UnknownPrice as exc:
+                    dropped.append(Exclusion(d.id, f"no price in force ({exc})", kind="config"))
+                    continue
             keep.append(d)
+        if len(keep) > 1:
+            configured: list[Deployment] = []
+            for d in keep:
+                reason = self.adapter(d).unavailable()
+                if reason is None:
+                    configured.append(d)
+                else:
+                    dropped.append(Exclusion(d.id, reason, kind="config"))
+            if configured:
+                keep = configured
+            else:
+                dropped = dropped[: len(dropped) - len(keep)]
         return keep, dropped
 
     async def _reserve(
@@ -487,7 +520,7 @@ class Gateway:
     ) -> RouteDecision:
         self.group(request.model)
         decision = self.router.route(RouteRequest(request, stream, tags))
-        ranked, dropped = self._priced(decision.ranked)
+        ranked, dropped = self._usable(decision.ranked)
         if not ranked:
             raise NoDeploymentAvailable(decision.group, (*decision.excluded, *dropped))
         if dropped:
@@ -624,11 +657,15 @@ class Gateway:
     def _baseline(
         self, requested: str, deployment: Deployment | None, usage: Usage
     ) -> Decimal | None:
-        """What the call would have cost on the model asked for, when routing served another
-        catalog model."""
-        if deployment is None or requested == deployment.model:
+        """What the call would have cost on the model asked for (a group's declared baseline),
+        when routing served another catalog model."""
+        if deployment is None:
             return None
-        info = self.hub.catalog.lookup(requested)  # a group name is no catalog model
+        group = self.router.find(requested)
+        name = group.baseline if group is not None and group.baseline else requested
+        if name == deployment.model:
+            return None
+        info = self.hub.catalog.lookup(name)  # a group name is no catalog model
         if info is None:
             return None
         try:
@@ -713,7 +750,7 @@ class Gateway:
 
     def _task_deployments(
         self, ctx: CallContext, name: str, capability: Capability
-    ) -> list[Deployment]:
+    ) -> tuple[list[Deployment], list[Exclusion]]:
         group = self.group(name)
         usable = [d for d in group.deployments if capability in d.info.capabilities]
         if not usable:
@@ -721,10 +758,10 @@ class Gateway:
         if self.resilience.breakers is not None:
             open_ = [d for d in usable if not self.resilience.breakers.available(d.id)]
             usable = [d for d in usable if d not in open_] or usable
-        ranked, dropped = self._priced(usable)
+        ranked, dropped = self._usable(usable)
         if not ranked:
             raise NoDeploymentAvailable(group.name, dropped)
-        return ranked
+        return ranked, dropped
 
     async def _unary(
         self,
@@ -738,12 +775,12 @@ class Gateway:
     ) -> Served[R]:
         try:
             await self._admit(ctx, request, tokens)
-            ranked = self._task_deployments(ctx, ctx.requested, capability)
+            ranked, dropped = self._task_deployments(ctx, ctx.requested, capability)
             ctx.route = RouteDecision(
                 ctx.requested,
                 "priority",
-                tuple(d.id for d in ranked),
-                (),
+                tuple(d.id for d in self.group(ctx.requested).deployments),
+                tuple(dropped),
                 tuple(ranked),
                 "first deployment able to " + capability.value,
                 {},
@@ -766,12 +803,14 @@ class Gateway:
             await self._failed(ctx, exc)
             raise
         deployment = self._find(ctx, outcome.deployment)
+        usage = usage_of(outcome.value)
         record = await self._finish(
             ctx,
             deployment=deployment,
-            usage=usage_of(outcome.value),
+            usage=usage,
             outcome="ok",
             attempts=outcome.attempts,
+            baseline=self._baseline(ctx.requested, deployment, usage),
         )
         return Served(outcome.value, record)
 

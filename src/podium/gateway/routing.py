@@ -607,6 +607,9 @@ class ModelGroup:
     deployments: tuple[Deployment, ...]
     strategy: RoutingStrategy = field(default_factory=PriorityStrategy)
     aliases: tuple[str, ...] = ()
+    baseline: str | None = None
+    """The catalog model a call is compared with ("would have cost", savings); ``None``: the
+    name the caller asked for, when that is a catalog model."""
 
 
 def _needs(request: RouteRequest) -> set[Capability]:
@@ -668,6 +671,10 @@ class Router:
     def groups(self) -> list[ModelGroup]:
         """Every group once, in the order added."""
         return list({id(g): g for g in self._groups.values()}.values())
+
+    def find(self, name: str) -> ModelGroup | None:
+        """The group called (or aliased) ``name``, or ``None``."""
+        return self._groups.get(name)
 
     def group(self, name: str) -> ModelGroup:
         group = self._groups.get(name)

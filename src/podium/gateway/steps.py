@@ -13,7 +13,8 @@ translate       ``params.input``, ``params.target``, ``params.source`` → ``tex
                 translation; ``data`` all of them
 ocr             ``params.image``: a file path, a ``data:`` URL or bytes; ``params.languages``
                 → ``text`` and ``data.confidence``
-moderate        ``params.input`` → ``text`` ``flagged`` or ``ok``; ``data`` per input
+moderate        ``params.input`` (or ``params.image`` for an image model) → ``text``
+                ``flagged`` or ``ok``; ``data`` per input
 ==============  ===========================================================================
 
 The step's path and attempt make the request id, so a retried step is a new billed call and a
@@ -47,6 +48,7 @@ from podium.types import ModelCall, ModelReply
 
 if TYPE_CHECKING:
     from podium.gateway.pipeline import Gateway
+    from podium.gateway.records import CallRecord
 
 _CHAT_PARAMS = ("max_tokens", "temperature", "top_p", "seed", "user")
 
@@ -158,6 +160,8 @@ async def call_from_step(gateway: Gateway, call: ModelCall) -> ModelReply:
     if meta.get("idempotency_key"):
         request_id = f"{meta['idempotency_key']}#{meta.get('attempt', '1')}"
     options = CallOptions(request_id=request_id, cache=call.params.get("cache", True) is not False)
+    if call.fallbacks:
+        call = dataclasses.replace(call, model=gateway.chain(call.model, call.fallbacks))
     group = gateway.group(call.model)
     caps: set[Capability] = set()
     for d in group.deployments:
@@ -197,8 +201,12 @@ async def call_from_step(gateway: Gateway, call: ModelCall) -> ModelReply:
             "ocr", OCRRequest(call.model, _image(params.get("image")), languages), caller, options
         )
         return _reply(ocr.response.text, ocr.record, {"confidence": ocr.response.confidence})
-    if Capability.MODERATE_TEXT in caps:
-        mod = await gateway.moderate(ModerationRequest(call.model, _inputs(call)), caller, options)
+    if caps & {Capability.MODERATE_TEXT, Capability.MODERATE_IMAGE}:
+        if Capability.MODERATE_IMAGE in caps and params.get("image") is not None:
+            request = ModerationRequest(call.model, images=[_image(params["image"])])
+        else:
+            request = ModerationRequest(call.model, _inputs(call))
+        mod = await gateway.moderate(request, caller, options)
         flags: list[dict[str, Any]] = [
             {"flagged": r.flagged, "categories": dict(r.categories)} for r in mod.response.results
         ]
@@ -207,11 +215,43 @@ async def call_from_step(gateway: Gateway, call: ModelCall) -> ModelReply:
     raise BadModelRequest(f"model {call.model!r} offers nothing a step can call: {sorted(caps)}")
 
 
-def _reply(text: str, record: Any, data: Any) -> ModelReply:
+def _reply(text: str, record: CallRecord, data: Any) -> ModelReply:
     return ModelReply(
         text=text,
         model=record.served or record.requested,
         usage=usage_dict(record.usage),
         cost=record.cost,
         data=data,
+        route=route_summary(record),
     )
+
+
+def route_summary(record: CallRecord) -> dict[str, Any]:
+    """How a call was routed, in a step's terms: the model preferred, the one that served,
+    why, and what the preferred one would have charged."""
+    decision = record.route
+    served = record.served or record.requested
+    if decision is None or not decision.candidates:
+        preferred, first = record.requested, record.deployment
+    else:
+        first = decision.candidates[0]
+        models = {d.id: d.model for d in decision.ranked}
+        preferred = models.get(first, first)
+    reason = "preferred model"
+    if record.cache is not None:
+        reason = f"{record.cache} cache hit"
+    elif decision is not None and record.deployment != first:
+        skipped = {e.deployment: e.reason for e in decision.excluded}
+        failed = [a for a in record.attempts if a.deployment == first and a.error]
+        if first in skipped:
+            reason = f"{preferred} skipped: {skipped[first]}"
+        elif failed:
+            reason = f"{preferred} failed: {failed[-1].error}"
+        else:
+            reason = decision.reason
+    return {
+        "preferred": preferred,
+        "served": served,
+        "reason": reason,
+        "would_cost": str(record.baseline_cost) if record.baseline_cost is not None else None,
+    }

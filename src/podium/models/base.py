@@ -320,6 +320,11 @@ class Model:
     async def moderate(self, request: ModerationRequest) -> ModerationResponse:
         raise self._unsupported(Capability.MODERATE_TEXT)
 
+    def unavailable(self) -> str | None:
+        """Why this model cannot be called as configured (no API key, no base URL), or
+        ``None``. Routing skips such a deployment when its group has another one."""
+        return None
+
     async def warm(self) -> None:
         """Load weights / open connections now rather than on the first call."""
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from podium.types import Event
@@ -78,3 +79,42 @@ def pending_reviews(events: list[Event]) -> list[str]:
         elif e.kind == "step_completed":
             done.add(e.step)
     return [p for p in asked if p not in done]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallView:
+    """One model step's call: what served it, what it cost, and what its preferred route
+    would have cost."""
+
+    step: str
+    served: str
+    preferred: str
+    reason: str
+    cost: Decimal
+    would_cost: Decimal | None
+    """``None``: the preferred model served (or has no price)."""
+
+
+def model_calls(steps: list[StepView]) -> list[ModelCallView]:
+    """The model calls among a run's completed steps (a model step's output carries its route:
+    see :class:`~podium.workflows.nodes.ModelNode`)."""
+    out: list[ModelCallView] = []
+    for s in steps:
+        o = s.output
+        if s.status != "completed" or not isinstance(o, dict):
+            continue
+        route = o.get("route")
+        if not isinstance(route, dict) or "preferred" not in route or "model" not in o:
+            continue
+        would = route.get("would_cost")
+        out.append(
+            ModelCallView(
+                s.path,
+                str(o["model"]),
+                str(route["preferred"]),
+                str(route.get("reason", "")),
+                Decimal(str(o.get("cost") or 0)),
+                Decimal(str(would)) if would is not None else None,
+            )
+        )
+    return out

@@ -274,6 +274,7 @@ class ModelNode(LeafNode):
         messages: Compiled,
         params: Compiled,
         parse: str = "text",
+        fallbacks: tuple[str, ...] = (),
         **kw: Any,
     ) -> None:
         super().__init__(id, **kw)
@@ -281,6 +282,7 @@ class ModelNode(LeafNode):
         self.messages = messages
         self.params = params
         self.parse = parse
+        self.fallbacks = fallbacks
 
     async def invoke(self, rt: RunState, ns: Namespace, path: str, attempt: int) -> Any:
         if rt.gateway is None:
@@ -298,6 +300,7 @@ class ModelNode(LeafNode):
                 "attempt": str(attempt),
                 "idempotency_key": f"{rt.run_id}/{path}",
             },
+            fallbacks=self.fallbacks,
         )
         reply = await rt.gateway.call(request)
         data = reply.data
@@ -318,6 +321,7 @@ class ModelNode(LeafNode):
             "model": reply.model,
             "usage": dict(reply.usage),
             "cost": str(reply.cost) if reply.cost is not None else None,
+            "route": dict(reply.route) if reply.route is not None else None,
         }
 
 

@@ -404,12 +404,18 @@ class _Planner:
                 )
             messages = self.expr(step.messages, (*loc, "messages"))
         else:
-            if step.prompt is None:
-                self.issue((*loc, "model"), "a model step needs 'prompt' or 'messages'")
+            task_input = "input" in step.params or "image" in step.params
+            if step.prompt is None and not task_input:
+                self.issue(
+                    (*loc, "model"),
+                    "a model step needs 'prompt' or 'messages' (or, for a task model such as"
+                    " OCR or a classifier, params.input or params.image)",
+                )
             raw: list[dict[str, Any]] = []
             if step.system is not None:
                 raw.append({"role": "system", "content": step.system})
-            raw.append({"role": "user", "content": step.prompt or ""})
+            if step.prompt is not None or not task_input:
+                raw.append({"role": "user", "content": step.prompt or ""})
             messages = self.expr(raw, (*loc, "prompt"))
         return ModelNode(
             step_id,
@@ -417,6 +423,7 @@ class _Planner:
             messages,
             self.expr(step.params, (*loc, "params")),
             step.parse,
+            fallbacks=tuple(step.fallbacks),
             retry=step.retry,
             **kw,
         )

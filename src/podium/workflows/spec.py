@@ -114,6 +114,9 @@ class ModelStep(_StepBase):
     """Call a model through the governed call path."""
 
     model: str
+    fallbacks: list[str] = Field(default_factory=list)
+    """Models (or groups) tried in order when ``model`` is unavailable (e.g. a hosted model
+    with no API key) or fails: "hosted preferred, local fallback"."""
     prompt: str | None = None
     system: str | None = None
     messages: list[dict[str, Any]] | None = None

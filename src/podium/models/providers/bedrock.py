@@ -384,6 +384,13 @@ class BedrockModel(HostedModel):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
+    def unavailable(self) -> str | None:
+        if self.base_url is None:
+            return f"{self.provider} has no base URL"
+        if self._access_key is None or self._secret_key is None:
+            return "no AWS credentials for bedrock: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        return None
+
     def _url(self, operation: str) -> str:
         return f"{self.base_url}/model/{quote(self.info.provider_model, safe='')}/{operation}"
 

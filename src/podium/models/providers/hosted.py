@@ -99,6 +99,13 @@ class HostedModel(Model):
         """The key's value, to redact from error bodies (``None``: no key)."""
         return self._api_key.get_secret_value() if self._api_key else None
 
+    def unavailable(self) -> str | None:
+        if self.base_url is None:
+            return f"{self.provider} has no base URL"
+        if self._api_key is None:
+            return f"no API key for {self.provider}: set {' or '.join(self._key_variables())}"
+        return None
+
     def _require(self, capability: Capability) -> None:
         if capability not in self.capabilities:
             raise self._unsupported(capability)
