@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/install-local-mo
 install: $(STAMP)
 
 run: install
-	$(BIN)/podium run examples/hello.yaml --input name=world
+	$(BIN)/podium demo --only customer_service --repeat 1
 	$(BIN)/podium serve --workflows examples --config examples/gateway/gateway.yaml
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy

