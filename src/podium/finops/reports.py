@@ -89,6 +89,31 @@ class Savings:
     unpriced: int
 
 
+@dataclass(frozen=True, slots=True)
+class BaselineComparison:
+    """What was paid against what "everything on the baseline model" would have cost — the
+    arithmetic of :meth:`Reports.savings` and of the learned router's evaluation alike.
+
+    Attributes:
+        actual: What was (or would be) paid.
+        baseline: What everything on the baseline model costs.
+    """
+
+    actual: Decimal
+    baseline: Decimal
+
+    @property
+    def saved(self) -> Decimal:
+        """``baseline - actual`` (negative when the baseline is cheaper)."""
+        return EXACT.subtract(self.baseline, self.actual)
+
+    @property
+    def fraction(self) -> Decimal | None:
+        """``actual / baseline``: the share of the baseline's cost paid (``None`` when the
+        baseline cost nothing)."""
+        return EXACT.divide(self.actual, self.baseline) if self.baseline else None
+
+
 class Reports:
     """Spend and savings reports over a ledger, priced with a catalog.
 
@@ -149,7 +174,9 @@ class Reports:
             actual=actual,
             baseline_model=target.name if target is not None else None,
             baseline=everything if target is not None else None,
-            vs_baseline=EXACT.subtract(everything, actual) if target is not None else None,
+            vs_baseline=(
+                BaselineComparison(actual, everything).saved if target is not None else None
+            ),
             routing=routing,
             routed_calls=routed,
             cache=cache,

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -79,6 +79,7 @@ from podium.models.base import Capability
 from podium.models.catalog import Catalog
 
 if TYPE_CHECKING:
+    from podium.gateway.learned.policy import Policy
     from podium.workflows.loader import Source
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "GatewayConfigError",
     "GroupConfig",
     "KeyConfig",
+    "LearnedConfig",
     "LimitRuleConfig",
     "LimitsConfig",
     "PricingConfig",
@@ -107,7 +109,14 @@ __all__ = [
 ]
 
 Strategy = Literal[
-    "priority", "weighted", "least-latency", "least-cost", "least-busy", "usage-based", "cascade"
+    "priority",
+    "weighted",
+    "least-latency",
+    "least-cost",
+    "least-busy",
+    "usage-based",
+    "cascade",
+    "learned",
 ]
 CacheBackend = Literal["memory", "sqlite", "redis"]
 LimitBackend = Literal["memory", "redis"]
@@ -256,6 +265,116 @@ class CascadeConfig(_Section):
     """An answer whose confidence is below this is escalated to the next tier."""
 
 
+class LearnedConfig(_Section):
+    """Options of the ``learned`` strategy (see ``podium route train``)."""
+
+    artefact: Path
+    """The trained router's JSON file (its ``.npz`` weights beside it); relative to the config
+    file's directory."""
+    policy: Literal["threshold", "tradeoff", "target"] = "target"
+    """``threshold``: the cheapest deployment whose predicted quality reaches ``threshold``;
+    ``tradeoff``: the largest quality - ``lambda`` x cost (cost relative to the premium model);
+    ``target``: keep ``target`` of the premium model's accuracy at the lowest cost (the λ the
+    artefact's cross-validated curve gives)."""
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    """``threshold`` policy: the predicted probability of a good answer to reach (default 0.7)."""
+    lam: float | None = Field(default=None, ge=0, alias="lambda")
+    """``tradeoff`` policy: quality points one premium call's cost is worth (default 0.1)."""
+    target: float | None = Field(default=None, gt=0, le=1)
+    """``target`` policy: the share of the premium model's accuracy to keep (default 0.95)."""
+    task_key: str = Field(default="task", min_length=1)
+    """The request metadata key carrying the task tag the router was trained with."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """Deployment id or model -> the model's name in the artefact, where they differ."""
+
+    _router: Any = PrivateAttr(default=None)
+
+    @field_validator("artefact")
+    @classmethod
+    def _exists(cls, value: Path, info: ValidationInfo) -> Path:
+        path = context(info).resolve(value)
+        if not path.is_file():
+            base = context(info).base_dir or Path.cwd()
+            raise fail(f"no such file: {path}", f"relative paths start from {base}")
+        return path
+
+    @model_validator(mode="after")
+    def _policy_and_artefact(self) -> LearnedConfig:
+        problems = [
+            Problem(
+                (key,),
+                f"'{key}' applies to policy {owner!r}, not {self.policy!r}",
+                f"remove '{key}', or set 'policy: {owner}'",
+            )
+            for key, owner, value in (
+                ("threshold", "threshold", self.threshold),
+                ("lambda", "tradeoff", self.lam),
+                ("target", "target", self.target),
+            )
+            if value is not None and self.policy != owner
+        ]
+        if problems:
+            raise Invalid(problems)
+        try:  # NumPy: only for learned groups
+            from podium.gateway.learned import artefact
+            from podium.gateway.learned.strategy import UnreachableTarget, resolve_policy
+        except ImportError as exc:
+            raise fail(
+                f"the learned router needs NumPy ({exc})", "pip install 'podium[local]'"
+            ) from None
+
+        try:
+            router = artefact.load(self.artefact)
+        except artefact.ArtefactError as exc:
+            raise Invalid(
+                [Problem(("artefact",), str(exc), "retrain with 'podium route train'")]
+            ) from None
+        unknown = [(k, v) for k, v in self.models.items() if v not in router.models]
+        if unknown:
+            raise Invalid(
+                [
+                    Problem(
+                        ("models", k),
+                        f"the artefact has no model {v!r}",
+                        near(v, router.models) or "known: " + ", ".join(router.models),
+                    )
+                    for k, v in unknown
+                ]
+            )
+        try:
+            resolve_policy(router, self.policy_object())
+        except UnreachableTarget as exc:
+            raise fail(str(exc), "lower 'target'", at=("target",)) from None
+        self._router = router
+        return self
+
+    def policy_object(self) -> Policy:
+        """The declared policy (a ``target`` one not yet resolved to its λ)."""
+        from podium.gateway.learned.policy import Policy
+
+        return Policy(
+            self.policy,
+            threshold=0.7 if self.threshold is None else self.threshold,
+            lam=0.1 if self.lam is None else self.lam,
+            target=0.95 if self.target is None else self.target,
+        )
+
+    def strategy(self) -> RoutingStrategy:
+        """The :class:`~podium.gateway.learned.LearnedStrategy` (loads the embedder's engine
+        lazily, on the first request, when the router uses embeddings)."""
+        from podium.gateway.learned.embed import E5Embedder
+        from podium.gateway.learned.strategy import LearnedStrategy
+
+        router = self._router
+        return LearnedStrategy(
+            router,
+            self.policy_object(),
+            models=self.models,
+            embedder=E5Embedder() if router.spec.embeddings else None,
+            task_key=self.task_key,
+        )
+
+
 class GroupConfig(_Section):
     """A name clients call (as the request's ``model``) over deployments."""
 
@@ -265,9 +384,11 @@ class GroupConfig(_Section):
     """Other names for the group."""
     strategy: Strategy = "priority"
     """How deployments are ranked: ``priority``, ``weighted``, ``least-latency``,
-    ``least-cost``, ``least-busy``, ``usage-based`` or ``cascade``."""
+    ``least-cost``, ``least-busy``, ``usage-based``, ``cascade`` or ``learned``."""
     cascade: CascadeConfig | None = None
     """Options of the ``cascade`` strategy (only with ``strategy: cascade``)."""
+    learned: LearnedConfig | None = None
+    """Options of the ``learned`` strategy (required with ``strategy: learned``)."""
     fallback_answer: str | None = Field(default=None, min_length=1)
     """Answer given (marked degraded) when every deployment fails."""
     deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
@@ -284,6 +405,7 @@ class GroupConfig(_Section):
                     "remove 'cascade:', or set 'strategy: cascade'",
                 )
             )
+        problems += self._learned_problems(context(info).catalog)
         tiers = {d.tier for d in self.deployments}
         if self.strategy == "cascade" and len(tiers) < 2:
             problems.append(
@@ -306,6 +428,44 @@ class GroupConfig(_Section):
         if problems:
             raise Invalid(problems)
         return self
+
+    def _learned_problems(self, catalog: Catalog | None) -> list[Problem]:
+        if self.learned is not None and self.strategy != "learned":
+            return [
+                Problem(
+                    ("learned",),
+                    f"'learned' options apply only to strategy 'learned', not {self.strategy!r}",
+                    "remove 'learned:', or set 'strategy: learned'",
+                )
+            ]
+        if self.strategy != "learned":
+            return []
+        if self.learned is None:
+            return [
+                Problem(
+                    ("strategy",),
+                    "strategy 'learned' needs a trained router",
+                    "add 'learned: {artefact: router.json}' (podium route train writes one)",
+                )
+            ]
+        from podium.gateway.learned.strategy import match_name
+
+        router = self.learned._router
+        found = []
+        for d in self.deployments:
+            info = catalog.lookup(d.model) if catalog is not None else None
+            names = [n for n in (d.id, d.model, *(info.aliases if info else ())) if n]
+            found.append(match_name(names, router.models, self.learned.models))
+        if not any(found):
+            return [
+                Problem(
+                    ("learned", "models"),
+                    "the router knows none of this group's deployments (it was trained on "
+                    f"{', '.join(router.models)})",
+                    "map deployments to its models: 'models: {<deployment id>: <model>}'",
+                )
+            ]
+        return []
 
     def _mixed_kinds(self, catalog: Catalog | None) -> list[Problem]:
         """Deployments must be interchangeable: each shares a capability with the first."""
@@ -330,6 +490,8 @@ class GroupConfig(_Section):
             return WeightedStrategy(rng)
         if self.strategy == "cascade":
             return CascadeStrategy(threshold=(self.cascade or CascadeConfig()).threshold)
+        if self.strategy == "learned" and self.learned is not None:
+            return self.learned.strategy()
         return _STRATEGIES[self.strategy]()
 
 
