@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages behind Podium's local models: Tesseract OCR (English) and Apertium (en<->es).
+# Debian packages behind Podium's local models: Tesseract OCR (English) and Apertium (en<->es),
+# and the DejaVu fonts the document-processing example renders its scans with.
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
-PACKAGES=(tesseract-ocr tesseract-ocr-eng apertium apertium-eng-spa)
+PACKAGES=(tesseract-ocr tesseract-ocr-eng apertium apertium-eng-spa fonts-dejavu-core)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
