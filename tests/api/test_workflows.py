@@ -102,12 +102,14 @@ async def test_no_directory_serves_nothing(settings: Settings) -> None:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
 @pytest.mark.parametrize("settings", ["memory"], indirect=True)
 async def test_the_shipped_examples_directory_serves_every_seed_workflow(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root = Path(__file__).resolve().parents[2] / "examples"
-    app = create_app(settings, workflows_dir=root, admin_token=TOKEN)
+    app = create_app(settings, workflows_dir=EXAMPLES, admin_token=TOKEN)
     async with serving(app) as client:
         names = [w["name"] for w in (await client.get("/api/workflows")).json()]
     # top-level files and each example's workflow.yaml; the gateway config is no workflow
