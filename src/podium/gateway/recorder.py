@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -15,17 +16,30 @@ log = logging.getLogger("podium.gateway")
 class Recorder:
     """Writes ledger rows and feeds record sinks in the background, in batches.
 
-    The response path only appends to a queue; one task drains it, so a burst of calls costs
-    one ledger transaction per batch. :meth:`flush` waits until everything queued is written.
+    The response path only appends to a queue; one task drains it, waiting up to ``linger``
+    seconds for more rows unless ``batch`` are queued, so steady traffic costs one ledger
+    transaction per batch rather than per call (on SQLite a transaction runs on the event loop:
+    per call it was ~0.3 ms of the gateway's CPU). Budgets are settled inline, not here, so the
+    delay never lets spend outrun a budget; a crash loses at most ``linger`` of ledger rows
+    more than it already could. :meth:`flush` writes at once and waits until everything queued
+    is written.
     """
 
     def __init__(
-        self, ledger: Ledger | None, sinks: Sequence[RecordSink], *, batch: int = 256
+        self,
+        ledger: Ledger | None,
+        sinks: Sequence[RecordSink],
+        *,
+        batch: int = 256,
+        linger: float = 0.05,
     ) -> None:
         self.ledger = ledger
         self.sinks = tuple(sinks)
         self.batch = batch
+        self.linger = linger
         self._queue: list[tuple[LedgerEntry | None, CallRecord | None]] = []
+        self._now = asyncio.Event()
+        """Set when waiting for more rows must stop (a full batch, a flush)."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -42,6 +56,8 @@ class Recorder:
         self._queue.append((entry, record))
         self._idle.clear()
         self._wake.set()
+        if len(self._queue) >= self.batch:
+            self._now.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
@@ -49,6 +65,10 @@ class Recorder:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self.linger > 0 and not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), self.linger)
+            self._now.clear()
             while self._queue:
                 batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
                 await self._write(batch)
@@ -76,6 +96,7 @@ class Recorder:
     async def flush(self) -> None:
         """Wait until everything submitted so far is written."""
         if self._queue or not self._idle.is_set():
+            self._now.set()
             await self._idle.wait()
 
     async def close(self) -> None:
