@@ -25,6 +25,7 @@ from podium.gateway.learned.evaluate import (
     sweep,
 )
 from podium.gateway.learned.policy import Policy
+from podium.gateway.learned.predictor import QualityPredictor
 from podium.gateway.learned.router import TrainedRouter, TrainOptions
 from podium.gateway.learned.training import train
 
@@ -51,7 +52,8 @@ def test_cross_validated_routing_sends_easy_questions_to_the_cheap_model(
 ) -> None:
     outcomes = Outcomes.of(examples)
     assert outcomes.premium == "premium"
-    pred = cross_validate(examples, OPTIONS)
+    # difficulty here does not depend on the task: a task prior would only blur the classifiers
+    pred = cross_validate(examples, dataclasses.replace(OPTIONS, prior_blend=1.0))
     best = cheapest_reaching(sweep(outcomes, pred), 0.95)
     assert best is not None
     assert best.accuracy_ratio >= 0.95
@@ -107,6 +109,26 @@ def test_the_artefact_round_trips_without_pickle(
     assert np.allclose(a[0], b[0])
     assert np.allclose(a[1], b[1])
     assert loaded.curve == trained.curve
+    assert trained.quality.prior is not None
+    assert loaded.quality.prior is not None
+    assert np.array_equal(loaded.quality.prior, trained.quality.prior)
+    assert loaded.quality.blend == trained.quality.blend == OPTIONS.prior_blend
+
+
+def test_the_task_prior_is_each_models_smoothed_accuracy_per_task() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    tasks = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    q = QualityPredictor.fit(x, y, ("a", "b"), tasks=tasks, blend=0.25)
+    assert q.prior is not None
+    # rows: task 0, task 1, all tasks; (right + 0.5) / (rows + 1)
+    assert np.allclose(q.prior, [[2.5 / 3, 1.5 / 3], [1.5 / 3, 2.5 / 3], [3.5 / 5, 3.5 / 5]])
+    alone = dataclasses.replace(q, prior=None, blend=1.0).predict(x)
+    blended = q.predict(x, tasks)
+    assert np.allclose(blended, 0.25 * alone + 0.75 * (tasks @ q.prior[:2]))
+    untagged = q.predict(x)  # no task: the overall rate
+    assert np.allclose(untagged, 0.25 * alone + 0.75 * q.prior[2])
+    assert QualityPredictor.fit(x, y, ("a", "b"), tasks=tasks).prior is None  # blend 1: none
 
 
 def test_an_altered_artefact_is_refused(trained: TrainedRouter, tmp_path: Path) -> None:

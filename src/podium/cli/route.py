@@ -53,6 +53,14 @@ Premium = Annotated[
 ]
 Folds = Annotated[int, typer.Option(help="Cross-validation folds (grouped by question).", min=2)]
 Seed = Annotated[int, typer.Option(help="Seed of the fold assignment.")]
+PriorBlend = Annotated[
+    float,
+    typer.Option(
+        help="Weight of the classifiers against each model's per-task accuracy (1: none).",
+        min=0.0,
+        max=1.0,
+    ),
+]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -72,6 +80,7 @@ def train(
     premium: Premium = None,
     folds: Folds = 5,
     seed: Seed = 0,
+    prior_blend: PriorBlend = 0.5,
 ) -> None:
     """Train a router on DATA and write its versioned artefact."""
     from podium.gateway.learned import artefact
@@ -80,7 +89,7 @@ def train(
     from podium.gateway.learned.router import TrainOptions
     from podium.gateway.learned.training import train as train_router
 
-    options = TrainOptions(hash_dims, embeddings, True, c, premium, folds, seed)
+    options = TrainOptions(hash_dims, embeddings, True, c, premium, folds, seed, prior_blend)
     try:
         examples = load_examples(data)
         router, _ = train_router(examples, options, embedder=E5Embedder() if embeddings else None)
@@ -125,6 +134,7 @@ def evaluate(
     premium: Premium = None,
     folds: Folds = 5,
     seed: Seed = 0,
+    prior_blend: PriorBlend = 0.5,
 ) -> None:
     """Print the cost-quality curve on DATA (cross-validated unless --artefact is given)."""
     from podium.gateway.learned import artefact
@@ -158,7 +168,9 @@ def evaluate(
             outcomes = Outcomes.of(examples, router.premium)
             mode = f"artefact {artefact_path} applied as trained"
         else:
-            options = TrainOptions(hash_dims, embeddings, True, c, premium, folds, seed)
+            options = TrainOptions(
+                hash_dims, embeddings, True, c, premium, folds, seed, prior_blend
+            )
             embedder = E5Embedder() if embeddings else None
             pred = cross_validate(examples, options, embedder=embedder)
             outcomes = Outcomes.of(examples, premium)

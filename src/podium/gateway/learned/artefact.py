@@ -26,7 +26,7 @@ from podium.gateway.learned.router import TrainedRouter
 __all__ = ["FORMAT", "VERSION", "ArtefactError", "load", "save"]
 
 FORMAT = "podium-learned-router"
-VERSION = 1
+VERSION = 2
 _ARRAYS = ("mean", "scale", "coef", "intercept", "cost_coef")
 
 
@@ -55,6 +55,7 @@ def save(router: TrainedRouter, path: Path) -> str:
         coef=router.quality.coef,
         intercept=router.quality.intercept,
         cost_coef=router.cost.coef,
+        prior=router.quality.prior if router.quality.prior is not None else np.zeros((0, 0)),
     )
     data = buffer.getvalue()
     weights_sha = hashlib.sha256(data).hexdigest()
@@ -64,6 +65,7 @@ def save(router: TrainedRouter, path: Path) -> str:
         "models": list(router.models),
         "premium": router.premium,
         "reference_cost_usd": router.reference_cost,
+        "prior_blend": router.quality.blend,
         "features": router.spec.to_json(),
         "curve": [[pt.lam, pt.accuracy_ratio, pt.cost_ratio] for pt in router.curve],
         "info": router.info,
@@ -102,6 +104,8 @@ def load(path: Path) -> TrainedRouter:
             raise ArtefactError(f"{path}: the artefact was changed after training (hash)")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: np.asarray(npz[k], dtype=np.float64) for k in _ARRAYS}
+            prior = np.asarray(npz["prior"], dtype=np.float64)
+        blend = float(doc["prior_blend"])
         spec = FeatureSpec.from_json(doc["features"])
         models = tuple(str(m) for m in doc["models"])
         curve = tuple(CurvePoint(float(a), float(b), float(c)) for a, b, c in doc["curve"])
@@ -118,8 +122,16 @@ def load(path: Path) -> TrainedRouter:
         )
     if arrays["coef"].shape != (len(models), spec.width) or premium not in models:
         raise ArtefactError(f"{path}: weights do not fit its models and features")
+    if prior.size and prior.shape != (len(spec.tasks) + 1, len(models)):
+        raise ArtefactError(f"{path}: the task prior does not fit its models and tasks")
     quality = QualityPredictor(
-        models, arrays["mean"], arrays["scale"], arrays["coef"], arrays["intercept"]
+        models,
+        arrays["mean"],
+        arrays["scale"],
+        arrays["coef"],
+        arrays["intercept"],
+        prior if prior.size else None,
+        blend if prior.size else 1.0,
     )
     info = doc.get("info") or {}
     return TrainedRouter(

@@ -230,10 +230,12 @@ def cross_validate(
             c=options.c,
             scaled=len(spec.text_features),
             seed=options.seed,
+            tasks=onehot[train],
+            blend=options.prior_blend,
         )
         cm = CostModel.fit(chars[train], onehot[train], cost[train])
         reference = float(cost[train, premium].mean()) or 1.0
-        p[test] = q.predict(x[test])
+        p[test] = q.predict(x[test], onehot[test])
         c[test] = cm.predict(chars[test], onehot[test]) / reference
     return Predictions(p, c, folds)
 

@@ -37,6 +37,11 @@ class QualityPredictor:
     """``models x features`` weights."""
     intercept: Matrix
     """Per model."""
+    prior: Matrix | None = None
+    """``(tasks + 1) x models``: smoothed training accuracy per task, the last row over all
+    tasks (``None``: no blending)."""
+    blend: float = 1.0
+    """Weight of the classifier against :attr:`prior` (1: the classifier alone)."""
 
     @classmethod
     def fit(
@@ -48,14 +53,17 @@ class QualityPredictor:
         c: float = 0.05,
         scaled: int | None = None,
         seed: int = 0,
+        tasks: Matrix | None = None,
+        blend: float = 1.0,
     ) -> QualityPredictor:
         """Fit on features ``x`` (rows x features) and qualities ``y`` (rows x models; a
         quality ≥ 0.5 counts as a good answer). ``c``: inverse regularisation strength.
 
         Every column is centred; the first ``scaled`` (default: all) are also divided by their
-        standard deviation. Blocks already on a common scale (unit-length hashed words or
-        embeddings) stay as they are: scaling a rare word's column up to unit variance would
-        let it dominate."""
+        standard deviation. With ``tasks`` (rows x known tasks, one-hot) and ``blend`` < 1 the
+        predictor also keeps each model's per-task accuracy as a prior. Blocks already on a
+        common scale (unit-length hashed words or embeddings) stay as they are: scaling a rare
+        word's column up to unit variance would let it dominate."""
         from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
         mean = x.mean(axis=0)
@@ -76,13 +84,29 @@ class QualityPredictor:
             clf.fit(z, good)
             coef[j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
-        return cls(tuple(models), mean, scale, coef, intercept)
+        prior = None
+        if tasks is not None and blend < 1.0:
+            good_all = (y >= 0.5).astype(np.float64)
+            rows = [good_all[tasks[:, t] > 0] for t in range(tasks.shape[1])] + [good_all]
+            prior = np.array([(r.sum(axis=0) + 0.5) / (len(r) + 1.0) for r in rows])
+        return cls(
+            tuple(models), mean, scale, coef, intercept, prior, blend if prior is not None else 1.0
+        )
 
-    def predict(self, x: Matrix) -> Matrix:
+    def predict(self, x: Matrix, tasks: Matrix | None = None) -> Matrix:
+        """Probabilities for features ``x``; ``tasks`` (rows x known tasks, one-hot) picks the
+        prior's row (absent: the overall rate)."""
         z = (x - self.mean) / self.scale
         logits = z @ self.coef.T + self.intercept
         out: Matrix = 1.0 / (1.0 + np.exp(-np.clip(logits, -40, 40)))
-        return out
+        if self.prior is None:
+            return out
+        n_tasks = self.prior.shape[0] - 1
+        onehot = np.zeros((len(x), n_tasks)) if tasks is None else tasks
+        known = onehot.sum(axis=1, keepdims=True)
+        prior = onehot @ self.prior[:n_tasks] + (1.0 - known) * self.prior[n_tasks]
+        blended: Matrix = self.blend * out + (1.0 - self.blend) * prior
+        return blended
 
 
 @dataclass(frozen=True)

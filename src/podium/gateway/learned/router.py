@@ -38,6 +38,9 @@ class TrainOptions:
     folds: int = 5
     """Cross-validation folds for the stored curve (grouped by question)."""
     seed: int = 0
+    prior_blend: float = 0.5
+    """Weight of the classifiers against each model's per-task training accuracy (1: the
+    classifiers alone; needs task tags, see :class:`QualityPredictor`)."""
 
     def spec(self, examples: Sequence[Example]) -> FeatureSpec:
         tasks = sorted({e.task for e in examples if e.task is not None}) if self.use_tasks else []
@@ -74,7 +77,8 @@ class TrainedRouter:
         """Per prompt and model: probability of a good answer, and cost relative to
         :attr:`reference_cost`."""
         x = featurize(prompts, tasks, self.spec, embedder=embedder, embeddings=embeddings)
-        return self.quality.predict(x), self.relative_cost(prompts, tasks)
+        onehot = task_onehot(tasks, self.spec.tasks)
+        return self.quality.predict(x, onehot), self.relative_cost(prompts, tasks)
 
     def relative_cost(self, prompts: Sequence[str], tasks: Sequence[str | None]) -> Matrix:
         chars = np.array([len(p) for p in prompts], dtype=np.float64)
@@ -116,11 +120,19 @@ def fit_router(
     tasks = [e.task for e in examples]
     x = featurize(prompts, tasks, spec, embedder=embedder, embeddings=embeddings)
     y, c = matrices(examples, models)
+    onehot = task_onehot(tasks, spec.tasks)
     quality = QualityPredictor.fit(
-        x, y, models, c=options.c, scaled=len(spec.text_features), seed=options.seed
+        x,
+        y,
+        models,
+        c=options.c,
+        scaled=len(spec.text_features),
+        seed=options.seed,
+        tasks=onehot,
+        blend=options.prior_blend,
     )
     chars = np.array([len(p) for p in prompts], dtype=np.float64)
-    cost = CostModel.fit(chars, task_onehot(tasks, spec.tasks), c)
+    cost = CostModel.fit(chars, onehot, c)
     premium = premium_of(examples, models, options.premium)
     reference = float(c[:, models.index(premium)].mean()) or 1.0
     return TrainedRouter(spec, quality, cost, premium, reference)
