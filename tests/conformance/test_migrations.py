@@ -52,6 +52,9 @@ def test_upgrade_head_matches_the_declared_schema(empty_engine: Engine) -> None:
         "budget_counters",
         "budget_reservations",
         "budget_alerts",
+        "audit_records",
+        "audit_keys",
+        "audit_checkpoints",
         "alembic_version",
     }
 
@@ -91,5 +94,5 @@ def test_concurrent_upgrades_are_serialised(empty_engine: Engine) -> None:
 
 def test_single_head_and_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0002"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0002", "0001"]
+    assert script.get_heads() == ["0003"]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0003", "0002", "0001"]

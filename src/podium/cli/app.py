@@ -468,6 +468,10 @@ from podium.cli.demo import demo  # noqa: E402
 
 app.command()(demo)
 
+from podium.cli.audit import audit_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+
 
 def main() -> None:
     """Entry point of the ``podium`` script."""

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -190,3 +191,46 @@ budget_alerts = Table(
     Column("ts", Float, nullable=False),
 )
 """Alert thresholds crossed by a budget's spend, each recorded once per window."""
+
+
+# -- Audit trail (revision 0003) ------------------------------------------------------------------
+# See podium.governance.audit: the chain commits to hashes only (header + payload ciphertext), so
+# a record's data key can be deleted (crypto-shredding) and the chain still verifies.
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("team", String(200), nullable=True, index=True),
+    Column("header", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("chain_hash", String(64), nullable=False),
+)
+"""The append-only audit chain: one row per record, ``seq`` 1, 2, … without gaps. ``header`` is
+the record's canonical JSON header in clear; ``payload`` the AES-GCM nonce and ciphertext."""
+
+audit_keys = Table(
+    "audit_keys",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("master_key_id", String(64), nullable=False, index=True),
+    Column("wrapped_key", LargeBinary, nullable=False),
+)
+"""Each record's data key, wrapped by a master key; deleting a row crypto-shreds the record."""
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("chain_hash", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("signer_key_id", String(64), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+)
+"""Ed25519 signatures over ``(seq, chain_hash)``, every N records and on demand."""

@@ -1,0 +1,549 @@
+"""The tamper-evident audit trail: an append-only hash chain over canonical JSON, with payloads
+encrypted per record and checkpoints signed with Ed25519.
+
+A record is a clear-text *header* (sequence number, time, kind, actor, team and a few
+ids: models, cost, policy) and an encrypted *payload* (the content: prompt, response…)::
+
+    header_text  = canonical_json({"v": 1, "seq", "ts", "kind", "actor", "team", "fields"})
+    payload      = nonce || AES-256-GCM(data_key, canonical_json(content),
+                                        aad=canonical_json([kind, actor, team, fields]))
+    record_hash  = SHA-256(header_text || "\n" || SHA-256(payload))   (SHA-256 in hex)
+    chain_hash   = SHA-256(prev_chain_hash || record_hash)       (hex strings; genesis: 64 zeros)
+
+The data key is wrapped (AES-KW) by the master key, whose id is stored beside it. The chain
+commits to hashes only, so deleting a data key (crypto-shredding) leaves every hash intact and
+the chain still verifies; :meth:`AuditLog.rotate` re-wraps data keys under a new master key.
+
+Every ``checkpoint_every`` records, and on demand, a checkpoint signs ``(seq, chain_hash)``.
+:meth:`AuditLog.verify` walks the chain and names the first record that does not add up: an
+edited field, a missing (deleted) record, a swapped pair, or a tail removed behind a checkpoint.
+A chain rewritten *consistently* (every later hash recomputed) is caught at the next checkpoint,
+since the forger cannot sign; keep exported checkpoints elsewhere
+(:meth:`AuditLog.export_checkpoints`) so that removing checkpoints with the tail is caught too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from podium.errors import StoreError
+from podium.finops.ledger import SQLRunner, open_engine
+from podium.governance.chain import (
+    COLUMNS,
+    FORMAT_VERSION,
+    GENESIS,
+    AuditEntry,
+    AuditRecord,
+    ChainWalker,
+    Checkpoint,
+    VerifyResult,
+    canonical_json,
+    chain_hash,
+    record_hash,
+    sha256_hex,
+)
+from podium.governance.keys import (
+    AuditKeyError,
+    MasterKey,
+    PayloadShredded,
+    SigningKey,
+    VerifyKey,
+    seal,
+    unseal,
+)
+from podium.store import schema
+from podium.types import JSON, Clock
+
+CHECKPOINT_EVERY = 1000
+"""Default number of records between automatic checkpoints."""
+PG_AUDIT_LOCK_KEY = 0x706F6469756D_0A
+"""PostgreSQL advisory lock serialising audit appends across processes."""
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_MAX_RETRIES = 5
+_PAGE = 5000
+
+_R = schema.audit_records
+_K = schema.audit_keys
+_C = schema.audit_checkpoints
+
+
+class AuditLog:
+    """The audit trail in a SQL store (SQLite or PostgreSQL).
+
+    Appends are serialised: an in-process lock, then one transaction holding the database's
+    write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock), which reads the last
+    record and inserts the next; the primary key on ``seq`` refuses a fork, and a writer that
+    loses such a race retries.
+
+    Args:
+        engine: An engine on a database migrated to revision ``0003`` or later.
+        clock: Where record and checkpoint times come from.
+        master: The master key; needed to append and to decrypt, not to verify.
+        signer: The checkpoint signing key; without one no checkpoint is written.
+        verify_keys: Further public keys whose checkpoints are accepted (former signers).
+        checkpoint_every: Sign a checkpoint at every multiple of this many records.
+        offload: Run database work in a worker thread (default: PostgreSQL yes, SQLite no).
+        owned: Dispose of the engine on :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock,
+        master: MasterKey | None = None,
+        signer: SigningKey | None = None,
+        verify_keys: Sequence[VerifyKey] = (),
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        offload: bool | None = None,
+        owned: bool = False,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self._db = SQLRunner(engine, offload=offload, owned=owned)
+        self._clock = clock
+        self._master = master
+        self._signer = signer
+        self._verify_keys = {k.key_id: k for k in verify_keys}
+        if signer is not None:
+            self._verify_keys[signer.key_id] = signer.public
+        self._every = checkpoint_every
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock,
+        master: MasterKey | None = None,
+        signer: SigningKey | None = None,
+        verify_keys: Sequence[VerifyKey] = (),
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        sqlite_synchronous: str = "NORMAL",
+    ) -> AuditLog:
+        """Open (and migrate) the store at ``url``; the log owns its engine."""
+        engine = await open_engine(url, sqlite_synchronous=sqlite_synchronous)
+        return cls(
+            engine,
+            clock=clock,
+            master=master,
+            signer=signer,
+            verify_keys=verify_keys,
+            checkpoint_every=checkpoint_every,
+            owned=True,
+        )
+
+    @property
+    def master_key_id(self) -> str | None:
+        return None if self._master is None else self._master.key_id
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditLog(dialect={self._db.dialect!r}, master_key_id={self.master_key_id!r}, "
+            f"signer={None if self._signer is None else self._signer.key_id!r})"
+        )
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    async def append(self, entry: AuditEntry) -> AuditRecord:
+        """Append one record (and a checkpoint when its ``seq`` is due)."""
+        return (await self.append_many([entry]))[0]
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append records in one transaction, in order."""
+        if self._master is None:
+            raise AuditKeyError(
+                "no audit master key: set PODIUM_AUDIT_MASTER_KEY (base64 of 32 bytes) "
+                "or PODIUM_AUDIT_MASTER_KEY_FILE"
+            )
+        for entry in entries:
+            if not _KIND.match(entry.kind):
+                raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
+            if not entry.actor:
+                raise ValueError("an audit record needs an actor")
+        # Encrypt outside the lock: only the chain needs serialising.
+        sealed = [self._seal(e) for e in entries]
+        async with self._lock:
+            return await self._db.run(self._append_sync, entries, sealed)
+
+    def _seal(self, entry: AuditEntry) -> tuple[bytes, bytes, str, Mapping[str, Any]]:
+        assert self._master is not None
+        fields = json.loads(canonical_json(dict(entry.header)))  # Decimal → str, validated
+        plaintext = canonical_json(entry.payload).encode()
+        # The AAD binds the ciphertext to the record's kind, actor and fields (seq/ts come later:
+        # a payload moved to another record fails its hash check anyway).
+        aad = canonical_json([entry.kind, entry.actor, entry.team, fields]).encode()
+        data_key, sealed = seal(plaintext, aad)
+        return self._master.wrap(data_key), sealed, sha256_hex(sealed), fields
+
+    def _append_sync(
+        self,
+        entries: Sequence[AuditEntry],
+        sealed: Sequence[tuple[bytes, bytes, str, Mapping[str, Any]]],
+    ) -> list[AuditRecord]:
+        for attempt in range(_MAX_RETRIES):
+            try:
+                with self._db.transaction() as conn:
+                    return self._append_in(conn, entries, sealed)
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, IntegrityError) or attempt == _MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_in(
+        self,
+        conn: Connection,
+        entries: Sequence[AuditEntry],
+        sealed: Sequence[tuple[bytes, bytes, str, Mapping[str, Any]]],
+    ) -> list[AuditRecord]:
+        assert self._master is not None
+        if self._db.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_AUDIT_LOCK_KEY})
+        last = conn.execute(
+            select(_R.c.seq, _R.c.chain_hash).order_by(_R.c.seq.desc()).limit(1)
+        ).first()
+        seq, prev = (0, GENESIS) if last is None else (int(last.seq), str(last.chain_hash))
+        ts = self._clock.now()
+        rows: list[tuple[Any, ...]] = []
+        keys: list[tuple[Any, ...]] = []
+        out: list[AuditRecord] = []
+        checkpoints: list[dict[str, Any]] = []
+        for entry, (wrapped, payload, payload_hash, fields) in zip(entries, sealed, strict=True):
+            seq += 1
+            header = {
+                "v": FORMAT_VERSION,
+                "seq": seq,
+                "ts": ts,
+                "kind": entry.kind,
+                "actor": entry.actor,
+                "team": entry.team,
+                "fields": fields,
+            }
+            header_text = canonical_json(header)
+            rec = record_hash(header_text, payload_hash)
+            link = chain_hash(prev, rec)
+            rows.append(
+                (
+                    seq,
+                    ts,
+                    entry.kind,
+                    entry.actor,
+                    entry.team,
+                    header_text,
+                    payload,
+                    payload_hash,
+                    rec,
+                    prev,
+                    link,
+                )
+            )  # fmt: skip (in COLUMNS order)
+            keys.append((seq, self._master.key_id, wrapped))
+            out.append(
+                AuditRecord(
+                    seq, ts, entry.kind, entry.actor, entry.team, fields, payload_hash, rec, prev,
+                    link, self._master.key_id,
+                )
+            )  # fmt: skip
+            if self._signer is not None and seq % self._every == 0:
+                checkpoints.append(self._sign(seq, link, ts))
+            prev = link
+        _insert_many(conn, _R.name, COLUMNS, rows)
+        _insert_many(conn, _K.name, ("seq", "master_key_id", "wrapped_key"), keys)
+        if checkpoints:
+            conn.execute(insert(_C), checkpoints)
+        return out
+
+    def _sign(self, seq: int, chain: str, ts: float) -> dict[str, Any]:
+        assert self._signer is not None
+        return {
+            "seq": seq,
+            "chain_hash": chain,
+            "ts": ts,
+            "signer_key_id": self._signer.key_id,
+            "signature": self._signer.sign(Checkpoint.message(seq, chain)),
+        }
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the chain's current head now (``None`` on an empty log)."""
+        if self._signer is None:
+            raise AuditKeyError(
+                "no audit signing key: set PODIUM_AUDIT_SIGNING_KEY (base64 of a 32-byte "
+                "Ed25519 seed) or PODIUM_AUDIT_SIGNING_KEY_FILE"
+            )
+        async with self._lock:
+            return await self._db.run(self._checkpoint_sync)
+
+    def _checkpoint_sync(self) -> Checkpoint | None:
+        with self._db.transaction() as conn:
+            last = conn.execute(
+                select(_R.c.seq, _R.c.chain_hash).order_by(_R.c.seq.desc()).limit(1)
+            ).first()
+            if last is None:
+                return None
+            existing = conn.execute(select(_C).where(_C.c.seq == last.seq)).first()
+            if existing is not None:
+                return _checkpoint(existing)
+            row = self._sign(int(last.seq), str(last.chain_hash), self._clock.now())
+            conn.execute(insert(_C), row)
+            return Checkpoint(**row)
+
+    async def shred(self, seqs: Sequence[int]) -> int:
+        """Destroy the data keys of these records (their payload becomes unreadable; the chain
+        still verifies). Returns how many keys were destroyed."""
+        return await self._db.run(self._shred_sync, list(seqs))
+
+    def _shred_sync(self, seqs: list[int]) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute(delete(_K).where(_K.c.seq.in_(seqs))).rowcount
+
+    async def rotate(self, new_master: MasterKey) -> int:
+        """Re-wrap every data key held by the current master key under ``new_master``, in one
+        transaction, then use ``new_master``. Returns how many keys were re-wrapped."""
+        if self._master is None:
+            raise AuditKeyError("rotation needs the current audit master key")
+        async with self._lock:
+            count = await self._db.run(self._rotate_sync, self._master, new_master)
+            self._master = new_master
+            return count
+
+    def _rotate_sync(self, old: MasterKey, new: MasterKey) -> int:
+        count = 0
+        with self._db.transaction() as conn:
+            after = 0
+            while True:
+                page = conn.execute(
+                    select(_K.c.seq, _K.c.wrapped_key)
+                    .where(_K.c.master_key_id == old.key_id, _K.c.seq > after)
+                    .order_by(_K.c.seq)
+                    .limit(_PAGE)
+                ).all()
+                if not page:
+                    return count
+                for row in page:
+                    rewrapped = new.wrap(old.unwrap(bytes(row.wrapped_key)))
+                    conn.execute(
+                        update(_K)
+                        .where(_K.c.seq == row.seq)
+                        .values(master_key_id=new.key_id, wrapped_key=rewrapped)
+                    )
+                count += len(page)
+                after = int(page[-1].seq)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Records with ``seq > after``, oldest first."""
+        return await self._db.run(self._records_sync, after, limit)
+
+    async def tail(self, limit: int) -> list[AuditRecord]:
+        """The newest ``limit`` records, oldest first."""
+        last = await self._db.run(self._last_seq_sync)
+        return await self.records(after=max(0, last - limit), limit=limit)
+
+    def _last_seq_sync(self) -> int:
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one())
+
+    def _records_sync(self, after: int, limit: int | None) -> list[AuditRecord]:
+        query = (
+            select(_R, _K.c.master_key_id)
+            .outerjoin(_K, _K.c.seq == _R.c.seq)
+            .where(_R.c.seq > after)
+            .order_by(_R.c.seq)
+            .limit(limit)
+        )
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    async def decrypt(self, seq: int) -> JSON:
+        """The content of record ``seq``.
+
+        Raises:
+            PayloadShredded: Its data key was destroyed.
+            AuditKeyError: No master key, or not the one that wraps this record's data key.
+            KeyError: No such record.
+        """
+        row = await self._db.run(self._payload_sync, seq)
+        if row is None:
+            raise KeyError(f"no audit record {seq}")
+        if row.master_key_id is None:
+            raise PayloadShredded(f"audit record {seq}'s payload was crypto-shredded")
+        if self._master is None:
+            raise AuditKeyError(f"audit record {seq} is encrypted and no master key is configured")
+        if row.master_key_id != self._master.key_id:
+            raise AuditKeyError(
+                f"audit record {seq}'s data key is wrapped by master key {row.master_key_id}, "
+                f"but the configured master key is {self._master.key_id}"
+            )
+        header = json.loads(row.header)
+        aad = canonical_json(
+            [header["kind"], header["actor"], header["team"], header["fields"]]
+        ).encode()
+        data_key = self._master.unwrap(bytes(row.wrapped_key))
+        return json.loads(unseal(data_key, bytes(row.payload), aad))
+
+    def _payload_sync(self, seq: int) -> Row[Any, Any, Any, Any] | None:
+        query = (
+            select(_R.c.header, _R.c.payload, _K.c.master_key_id, _K.c.wrapped_key)
+            .outerjoin(_K, _K.c.seq == _R.c.seq)
+            .where(_R.c.seq == seq)
+        )
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return conn.execute(query).first()
+
+    async def export_checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint, oldest first: keep them outside the database."""
+        return await self._db.run(self._checkpoints_sync)
+
+    def _checkpoints_sync(self) -> list[Checkpoint]:
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return [_checkpoint(r) for r in conn.execute(select(_C).order_by(_C.c.seq))]
+
+    async def export(self) -> AsyncIterator[dict[str, Any]]:
+        """Every record (payload as base64 ciphertext) then every checkpoint, as JSON-ready
+        dicts tagged ``type``: enough for an offline verification."""
+        after = 0
+        while True:
+            page = await self._db.run(self._raw_page_sync, after)
+            if not page:
+                break
+            for row in page:
+                yield {
+                    "type": "record",
+                    "seq": row.seq,
+                    "header": row.header,
+                    "payload": base64.b64encode(row.payload).decode(),
+                    "payload_sha256": row.payload_sha256,
+                    "record_hash": row.record_hash,
+                    "prev_hash": row.prev_hash,
+                    "chain_hash": row.chain_hash,
+                }
+            after = int(page[-1].seq)
+        for cp in await self.export_checkpoints():
+            yield {"type": "checkpoint", **cp.to_dict()}
+
+    def _raw_page_sync(self, after: int) -> list[Row[Any]]:
+        query = select(_R).where(_R.c.seq > after).order_by(_R.c.seq).limit(_PAGE)
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    # -- verifying --------------------------------------------------------------------------------
+
+    async def verify(self, trusted: Sequence[Checkpoint] = ()) -> VerifyResult:
+        """Walk the whole chain; check every record's hashes and links and every checkpoint's
+        signature (stored ones and ``trusted`` ones exported earlier). Needs no master key.
+
+        Returns:
+            The result, naming the first bad record when the log is not intact.
+        """
+        checkpoints = await self.export_checkpoints()
+        return await self._db.run(self._verify_sync, [*checkpoints, *trusted])
+
+    def _verify_sync(self, checkpoints: Sequence[Checkpoint]) -> VerifyResult:
+        problems: list[tuple[int, str]] = []
+        signed: dict[int, str] = {}
+        for cp in checkpoints:
+            key = self._verify_keys.get(cp.signer_key_id)
+            if key is None:
+                problems.append(
+                    (
+                        cp.seq,
+                        f"checkpoint signed by unknown key {cp.signer_key_id} (configure its "
+                        "signing key, or pass its public key to trust it)",
+                    )
+                )
+            elif not key.verify(cp.signature, Checkpoint.message(cp.seq, cp.chain_hash)):
+                problems.append((cp.seq, "checkpoint signature does not verify"))
+            elif signed.setdefault(cp.seq, cp.chain_hash) != cp.chain_hash:
+                problems.append((cp.seq, "two signed checkpoints disagree on the chain hash"))
+        first_cp_problem = min(problems, default=None)
+        walker = ChainWalker(signed)
+        stop_at = None if first_cp_problem is None else first_cp_problem[0]
+        mark = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
+        # Raw DBAPI rows: verification is the hot loop, SQLAlchemy's Row costs more than hashing.
+        query = (
+            f"SELECT {', '.join(COLUMNS)} FROM {_R.name} "  # names from our own schema
+            f"WHERE seq > {mark} ORDER BY seq LIMIT {_PAGE}"
+        )
+        with self._db.errors(), self._db.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                after = 0
+                while True:
+                    cursor.execute(query, (after,))
+                    page = cursor.fetchall()
+                    if not page or not walker.walk(page, stop_at):
+                        break
+                    after = int(page[-1][0])
+            finally:
+                cursor.close()
+        candidates = [p for p in (walker.problem, first_cp_problem) if p is not None]
+        if not candidates and signed and max(signed) > walker.last_seq:
+            top = max(signed)
+            candidates.append(
+                (
+                    walker.last_seq + 1,
+                    f"missing: the log ends at seq {walker.last_seq} but a signed checkpoint "
+                    f"covers seq {top} (truncated)",
+                )
+            )
+        if candidates:
+            seq, problem = min(candidates)
+            return VerifyResult(False, walker.count, len(checkpoints), seq, problem)
+        return VerifyResult(True, walker.count, len(checkpoints))
+
+
+def _insert_many(
+    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """``executemany`` on the DBAPI cursor, inside the connection's transaction: the batched
+    append's hot path, without SQLAlchemy's per-row parameter processing (plain types only)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # names from our own schema, never input
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+def _record(row: Row[Any]) -> AuditRecord:
+    header = json.loads(row.header)
+    return AuditRecord(
+        seq=int(row.seq),
+        ts=float(row.ts),
+        kind=row.kind,
+        actor=row.actor,
+        team=row.team,
+        fields=header.get("fields", {}),
+        payload_sha256=row.payload_sha256,
+        record_hash=row.record_hash,
+        prev_hash=row.prev_hash,
+        chain_hash=row.chain_hash,
+        master_key_id=row.master_key_id,
+    )
+
+
+def _checkpoint(row: Row[Any]) -> Checkpoint:
+    return Checkpoint(
+        seq=int(row.seq),
+        chain_hash=row.chain_hash,
+        ts=float(row.ts),
+        signer_key_id=row.signer_key_id,
+        signature=bytes(row.signature),
+    )
