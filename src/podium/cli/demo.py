@@ -149,25 +149,31 @@ def _brief(value: Any, width: int = 72) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(outcomes: list[Outcome]) -> Table:
-    """The Rich summary: one row per example."""
+def _shown(o: Outcome) -> Any:
+    return o.output if o.status == "completed" else (o.error or o.waiting_on)
+
+
+def table(outcomes: list[Outcome], *, outputs: bool = True) -> Table:
+    """The Rich summary: one row per example (``outputs``: with an output column, for a wide
+    terminal)."""
     t = Table(
         title="Podium demo: the seed workflows, offline on local models", title_justify="left"
     )
-    t.add_column("example", style="bold")
+    names = max((len(o.example.name) for o in outcomes), default=7)
+    t.add_column("example", style="bold", no_wrap=True, min_width=names)
     t.add_column("outcome")
     t.add_column("cold s", justify="right")
     t.add_column("warm s", justify="right")
     t.add_column("cost", justify="right")
     t.add_column("hosted route", justify="right")
-    t.add_column("served by")
-    t.add_column("output", overflow="fold")
+    t.add_column("served by", overflow="fold")
+    if outputs:
+        t.add_column("output", overflow="fold")
     for o in outcomes:
         style = {"completed": "green", "waiting": "yellow"}.get(o.status, "red")
         cold = f"{o.seconds[0]:.3f}" if o.seconds else "-"
         warm = f"{min(o.seconds[1:]):.3f}" if len(o.seconds) > 1 else "-"
-        shown = o.output if o.status == "completed" else (o.error or o.waiting_on)
-        t.add_row(
+        cells = [
             o.example.name,
             f"[{style}]{o.status}[/]",
             cold,
@@ -175,8 +181,8 @@ def table(outcomes: list[Outcome]) -> Table:
             _money(o.cost),
             _money(o.hosted_cost) if o.calls else "-",
             ", ".join(sorted(o.served)) or "-",
-            _brief(shown),
-        )
+        ]
+        t.add_row(*cells, *([_brief(_shown(o))] if outputs else []))
     return t
 
 
@@ -250,7 +256,16 @@ def demo(
             await store.close()
 
     outcomes = _run_async(go)
-    console.print(table(outcomes))
+    wide = console.width >= 140
+    console.print(table(outcomes, outputs=wide))
+    if not wide:  # a narrow terminal: each output on its own line, under the table
+        for o in outcomes:
+            console.print(
+                f"[bold]{o.example.name}[/]: {_brief(_shown(o), console.width - 2)}",
+                highlight=False,
+                overflow="ellipsis",
+                no_wrap=True,
+            )
     for o in outcomes:
         if o.status not in ("completed", "waiting"):
             err.print(f"[bold red]{o.example.name}[/] {o.status}: {o.error}", highlight=False)
