@@ -4,6 +4,15 @@ The tree::
 
     PodiumError
     ├── ConfigError                    bad settings or environment
+    │   ├── PolicyFileError            (governance.policy) a policy file is invalid (located)
+    │   └── PiiModelUnavailable        (governance.pii) NER asked for, spaCy or its model missing
+    ├── PiiError                       (governance.pii) PII detection was used wrongly
+    ├── PolicyDenied                   (governance.policy) the central policy refuses a call;
+    │   │                               carries the policy id, version and rule
+    │   └── PiiBlocked                 (governance.gate) personal data the policy blocks
+    ├── AuditError                     (governance.keys) the audit trail failed: keys, a broken
+    │                                   chain, a shredded payload; a call whose record cannot be
+    │                                   written fails closed
     ├── RateLimitExceeded              a gateway rate limit (ours) refused the request
     ├── BudgetExceeded                 (finops.budgets) a hard budget cannot take the worst case
     ├── ReservationNotFound            (finops.budgets) settle/release of an unknown reservation

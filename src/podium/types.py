@@ -12,10 +12,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 JSON: TypeAlias = Any
 """A value made only of dict/list/str/int/float/bool/None."""
+
+DEFAULT_ORG: Final = "default"
+"""The organisation of whatever names none: a run started without an owner, a call made with
+the admin token (the gateway and the identity store use the same name)."""
 
 RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "waiting", "completed", "failed", "cancelled")
@@ -70,6 +74,13 @@ class RunRecord:
     error: str | None = None
     """Error as JSON text (``{"type", "message", "step"}``), once failed."""
     parent_id: str | None = None
+    org: str | None = None
+    """The owner's organisation. The engine always records one (:data:`DEFAULT_ORG` when the
+    run was started without an owner); ``None`` only in records built by hand."""
+    team: str | None = None
+    """The owner's team (``None``: no team owns the run; only org-wide principals see it).
+    Tenant isolation (:mod:`podium.api.scope`) shows a run to a team-scoped principal only when
+    both ``org`` and ``team`` are its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +110,16 @@ class Store(Protocol):
         ...
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        org: str | None = None,
+        team: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first. ``org`` and ``team``, when given, keep only the runs whose owner
+        columns equal them (exact match: a run with no team is never one team's)."""
         ...
 
     async def append(self, events: Sequence[Event], update: RunUpdate | None = None) -> None:
@@ -121,6 +139,15 @@ class Store(Protocol):
 
     async def signals(self, run_id: str) -> dict[str, str]:
         """All signals delivered to a run, by name."""
+        ...
+
+    async def purge_run_content(self, run_id: str, *, keep_hash: bool = True) -> bool:
+        """Replace the run's content (inputs, result, journaled step outputs and review
+        requests) by placeholders keeping each text's SHA-256 (see :mod:`podium.store.purge`),
+        in one transaction. Returns whether anything changed (``False``: purged already).
+
+        Raises ``RunNotFound``.
+        """
         ...
 
     async def close(self) -> None:

@@ -39,11 +39,18 @@ async def test_runs_a_stopped_server_left_running_are_recovered_at_start_up(
 
     flag.touch()
     second = create_app(settings, workflows_dir=workflows_dir, admin_token=TOKEN)
+    message = "recovery: resumed 1 run(s) a crash left running (1 completed)"
     async with serving(second) as client:
         done = await wait_for(client, run_id, "completed", "failed")
+        # The run's status is durable before its last audit record and before recover() returns
+        # and logs: wait for the log line while the server is up.
+        for _ in range(100):
+            if message in caplog.text:
+                break
+            await asyncio.sleep(0.05)
     assert done["status"] == "completed"
     assert done["output"] == "opened"
-    assert "recovery: resumed 1 run(s) a crash left running (1 completed)" in caplog.text
+    assert message in caplog.text
 
 
 async def test_recovery_with_injected_engines(tmp_path: Path, workflows_dir: Path) -> None:

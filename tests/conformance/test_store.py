@@ -144,6 +144,34 @@ async def test_list_runs_filters_and_limits(store: Store) -> None:
     assert len(await store.list_runs()) == 5
 
 
+async def test_owner_columns_round_trip_survive_updates_and_filter_the_list(
+    store: Store,
+) -> None:
+    owners = [("a1", "acme", "a"), ("b1", "acme", "b"), ("a2", "acme", "a"), ("x1", "globex", "a")]
+    owners += [("o1", "acme", None), ("n1", None, None)]
+    for i, (run_id, org, team) in enumerate(owners):
+        await store.create_run(make_run(run_id, created_at=i, org=org, team=team))
+    assert (await store.get_run("x1")).org == "globex"
+    assert (await store.get_run("x1")).team == "a"
+    assert (await store.get_run("n1")).org is None
+    # a status change keeps the owner
+    await store.append(make_events("a1", [1]), RunUpdate("completed", 99.0, result="1"))
+    done = await store.get_run("a1")
+    assert (done.status, done.org, done.team) == ("completed", "acme", "a")
+
+    async def ids(**kwargs: object) -> list[str]:
+        return [r.run_id for r in await store.list_runs(**kwargs)]  # type: ignore[arg-type]
+
+    assert await ids(org="acme", team="a") == ["a2", "a1"]  # not globex's team "a"
+    assert await ids(team="a") == ["x1", "a2", "a1"]
+    assert await ids(org="acme") == ["o1", "a2", "b1", "a1"]
+    assert await ids(org="acme", team="b", status="completed") == []
+    assert await ids(org="acme", team="a", status="completed") == ["a1"]
+    assert await ids(org="acme", team="a", limit=1) == ["a2"]
+    assert await ids(org="nobody") == []
+    assert len(await store.list_runs()) == 6
+
+
 async def test_list_runs_default_limit_is_fifty(store: Store) -> None:
     for i in range(55):
         await store.create_run(make_run(f"run-{i:02d}", created_at=i))

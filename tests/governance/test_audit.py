@@ -357,7 +357,10 @@ def test_the_public_api_is_pinned() -> None:
 
     assert sorted(governance.__all__) == [
         "AuditChainBroken", "AuditEntry", "AuditError", "AuditKeyError", "AuditLog",
-        "AuditRecord", "AuditSink", "Checkpoint", "MasterKey", "PayloadShredded", "SigningKey",
-        "VerifyKey", "VerifyResult", "call_entry", "canonical_json",
+        "AuditRecord", "AuditSink", "Checkpoint", "Entity", "Finding", "MasterKey",
+        "PayloadShredded", "PiiDetector", "PiiError", "PiiModelUnavailable", "PlaceholderVault",
+        "Policy", "PolicyDecision", "PolicyDenied", "RetentionJob", "RetentionReport",
+        "RetentionScheduler", "SigningKey", "Subject", "VerifyKey", "VerifyResult", "call_entry",
+        "canonical_json", "contains_pii", "default_detector", "redact_text",
     ]  # fmt: skip
     assert all(hasattr(governance, name) for name in governance.__all__)

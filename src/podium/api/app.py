@@ -16,17 +16,27 @@ from typing import TYPE_CHECKING, Final
 from fastapi import FastAPI
 
 from podium import __version__
-from podium.api.auth import AdminToken, Authenticator, BearerAuth, Principal, public_paths
+from podium.api.auth import (
+    AdminToken,
+    Authenticator,
+    BearerAuth,
+    Principal,
+    StoredKeys,
+    public_paths,
+)
 from podium.api.catalog import WorkflowCatalog
 from podium.api.errors import install_error_handlers
 from podium.api.limits import BodySizeLimit
-from podium.api.routes import costs, health, runs, workflows
+from podium.api.routes import admin, costs, governance, health, runs, workflows
 from podium.api.state import ApiState
 from podium.config import Settings
 from podium.errors import ConfigError
 from podium.gateway import server
 from podium.gateway.build import open_gateway
 from podium.gateway.pipeline import Gateway
+from podium.governance.identity import IdentityStore, open_identity
+from podium.governance.retention import RetentionJob, RetentionScheduler
+from podium.governance.workflow_audit import audited
 from podium.store import open_store
 from podium.types import Store
 from podium.workflows.engine import Engine
@@ -68,6 +78,20 @@ class _Either:
         return self.first.authenticate(token) or self.second.authenticate(token)
 
 
+RETENTION_EVERY_S: Final = 3600.0
+"""How often the server runs the policy's retention rules (the first run a minute after start)."""
+
+
+def _retention(gateway: Gateway, store: Store) -> RetentionScheduler | None:
+    """The scheduled retention job of the gateway's policy, when it has rules and an audit log."""
+    governance = gateway.governance
+    if governance is None or not governance.policy.retention:
+        return None
+    caches = [gateway.cache.backend] if gateway.cache is not None else []
+    job = RetentionJob(governance.audit, store, caches, governance.policy.retention, gateway.clock)
+    return RetentionScheduler(job, RETENTION_EVERY_S, delay_s=60.0)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -77,6 +101,7 @@ def create_app(
     gateway: Gateway | None = None,
     gateway_config: GatewayConfig | None = None,
     authenticator: Authenticator | None = None,
+    identity: IdentityStore | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -92,6 +117,9 @@ def create_app(
         gateway_config: The gateway's configuration file, loaded.
         authenticator: Accepts tokens besides the admin token (e.g. :class:`ClientKeys`);
             it is asked first, then the admin token.
+        identity: Serve this identity store (organisations, teams, users, ``pod_…`` API keys;
+            the caller keeps owning and refreshing it). ``None``: open one on the store's
+            database, owned by the app, its keys reloaded every few seconds.
 
     Raises:
         ConfigError: The admin token is empty.
@@ -121,23 +149,45 @@ def create_app(
             raise
         if active is None:
             assert store is not None
-            active = Engine(store, settings=settings, gateway=served)
+            # Every step, run transition and approval is audited with the gateway's calls.
+            active = Engine(audited(store, served), settings=settings, gateway=served)
         state.gateway = served
+        audit_preset = state.audit is not None
+        if not audit_preset and served.governance is not None:
+            state.audit = served.governance.audit
         preset = state.ledger is not None
         if not preset:
             state.ledger = served.ledger
         if state.model_catalog is None:
             state.model_catalog = served.hub.catalog
+        own_identity: IdentityStore | None = None
+        retention: RetentionScheduler | None = None
         try:
+            if identity is None:
+                state.identity = own_identity = await open_identity(settings, audit=state.audit)
+                what = "reloading the API keys"
+                state.spawn(own_identity.refresh_forever(), what=what)
+            else:
+                state.identity = identity
             state.catalog = WorkflowCatalog.load(workflows_dir, registry=active.registry)
             state.engine = active
             state.spawn(_recover(active), what="recovery of interrupted runs")
             state.spawn(_warm(served), what="warming the local models")
+            retention = _retention(served, store if store is not None else active.store)
+            if retention is not None:
+                retention.start()
             yield
         finally:
+            if retention is not None:
+                await retention.stop()
             await state.stop()
+            state.identity = None
+            if own_identity is not None:
+                await own_identity.close()
             state.engine = None
             state.gateway = None
+            if not audit_preset:
+                state.audit = None
             if not preset:
                 state.ledger = None
             if store is not None:
@@ -164,10 +214,14 @@ def create_app(
     app.include_router(workflows.router)
     app.include_router(runs.router)
     app.include_router(costs.router)
+    app.include_router(admin.router)
+    app.include_router(governance.router)
     # The last added runs first: who is calling, then how much they send, then the route.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     auth: Authenticator = AdminToken(admin_token)
     if authenticator is not None:
         auth = _Either(authenticator, auth)
+    # Stored keys first: a `pod_` token is looked up in one dict, any other passed over at once.
+    auth = _Either(StoredKeys(lambda: state.identity), auth)
     app.add_middleware(BearerAuth, authenticator=auth, public_paths=public_paths(app))
     return app

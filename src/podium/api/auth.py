@@ -12,14 +12,18 @@ Two layers:
   test can fail any route that declares none, and role-based access control can later map roles
   to these permissions without touching the routes.
 
-The first authenticator is :class:`AdminToken`: one secret, compared in constant time, granting
-every permission. Tokens are never logged, and never shown by ``repr``.
+Authenticators: :class:`AdminToken` (one secret, compared in constant time, granting every
+permission), :class:`ClientKeys` (the gateway config's keys, role ``service`` unless told) and
+:class:`StoredKeys` (``pod_…`` keys of the identity store, each with its role; see
+:mod:`podium.governance.identity`). A key's principal holds exactly its role's permissions
+(:data:`podium.governance.rbac.ROLE_PERMISSIONS`). Tokens are never logged, and never shown by
+``repr``.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Protocol
@@ -35,6 +39,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from podium.api.errors import ApiError, error_response
 from podium.finops.ledger import Attribution
 from podium.gateway import openai_errors
+from podium.governance.identity import KEY_PREFIX, KeyGrant
+from podium.governance.rbac import ROLE_PERMISSIONS, Role, parse_role
 
 PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -45,6 +51,10 @@ PERMISSIONS: Final[Mapping[str, str]] = MappingProxyType(
         "runs:control": "Resume and cancel runs.",
         "costs:read": "Read spend, budgets and savings reports.",
         "models:call": "Call models through the OpenAI-compatible gateway (`/v1/*`).",
+        "audit:read": "Read and verify the audit trail (records of the caller's scope).",
+        "lineage:read": "Trace what produced a call's or a step's output.",
+        "admin:read": "List organisations, teams, projects, users and API keys.",
+        "admin:write": "Create, rotate and revoke API keys; manage teams, projects and users.",
     }
 )
 """Every permission a route may require, with what it allows."""
@@ -69,7 +79,11 @@ class Principal:
     """Who: shown as the reviewer when a decision names nobody."""
     permissions: frozenset[str]
     attribution: Attribution | None = None
-    """Who the principal's model calls are charged to (``None``: the default organisation)."""
+    """Who the principal's model calls are charged to (``None``: the default organisation).
+    Also the principal's scope: ``None``, or ``team`` ``None``, is org-wide (see
+    :mod:`podium.governance.rbac`)."""
+    role: str | None = None
+    """The role its permissions come from (``admin``, ``developer``…; ``None``: set directly)."""
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -98,29 +112,39 @@ class AdminToken:
 
     def authenticate(self, token: str) -> Principal | None:
         if hmac.compare_digest(token.encode("utf-8"), self._secret):
-            return Principal("admin", frozenset(PERMISSIONS))
+            return Principal("admin", frozenset(PERMISSIONS), role=Role.ADMIN.value)
         return None
 
 
 class ClientKeys:
-    """API keys for the gateway, each charged to its team, project and use case.
+    """API keys from the gateway's config file, each charged to its team, project and use case.
 
-    Keys are compared in constant time against every configured key; a key grants calling models
-    (``models:call``) and nothing else. ``fallback`` (the admin token) is asked when no key
-    matches.
+    Keys are compared in constant time against every configured key. A key holds its role's
+    permissions: ``service`` (calling models, ``models:call``, and nothing else) unless its entry
+    names another role. ``fallback`` (the admin token) is asked when no key matches.
     """
 
     __slots__ = ("_fallback", "_keys")
 
     def __init__(
-        self, keys: Mapping[str, tuple[str, Attribution]], fallback: Authenticator | None = None
+        self,
+        keys: Mapping[str, tuple[str, Attribution] | tuple[str, Attribution, Role | str]],
+        fallback: Authenticator | None = None,
     ) -> None:
         """
         Args:
-            keys: Secret → (key id, attribution).
+            keys: Secret → (key id, attribution) or (key id, attribution, role).
             fallback: Asked when no key matches.
+
+        Raises:
+            ValueError: An entry names an unknown role.
         """
-        self._keys = [(secret.encode("utf-8"), kid, a) for secret, (kid, a) in keys.items()]
+        self._keys: list[tuple[bytes, Principal]] = []
+        for secret, entry in keys.items():
+            kid, attribution = entry[0], entry[1]
+            role = parse_role(str(entry[2])) if len(entry) == 3 else Role.SERVICE
+            principal = Principal(kid, ROLE_PERMISSIONS[role], attribution, role=role.value)
+            self._keys.append((secret.encode("utf-8"), principal))
         self._fallback = fallback
 
     def __repr__(self) -> str:
@@ -129,12 +153,44 @@ class ClientKeys:
     def authenticate(self, token: str) -> Principal | None:
         given = token.encode("utf-8")
         found: Principal | None = None
-        for secret, kid, attribution in self._keys:
+        for secret, principal in self._keys:
             if hmac.compare_digest(given, secret):
-                found = Principal(kid, frozenset({"models:call"}), attribution)
+                found = principal
         if found is not None:
             return found
         return self._fallback.authenticate(token) if self._fallback is not None else None
+
+
+class KeyVerifier(Protocol):
+    """What :class:`StoredKeys` asks (:class:`podium.governance.identity.IdentityStore`)."""
+
+    def verify(self, token: str) -> KeyGrant | None: ...
+
+
+class StoredKeys:
+    """``pod_…`` keys of the identity store, each granting its role's permissions.
+
+    The store is looked up on each call through ``source`` because it opens with the server's
+    lifespan, after the middleware is built; until then (and after shutdown) no stored key is
+    accepted. The lookup reads the store's in-memory snapshot: no database round trip.
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Callable[[], KeyVerifier | None]) -> None:
+        self._source = source
+
+    def __repr__(self) -> str:
+        return "StoredKeys()"
+
+    def authenticate(self, token: str) -> Principal | None:
+        if not token.startswith(KEY_PREFIX):  # not ours: pass it over at once
+            return None
+        store = self._source()
+        grant = store.verify(token) if store is not None else None
+        if grant is None:
+            return None
+        return Principal(grant.key_id, grant.permissions, grant.attribution, role=grant.role.value)
 
 
 def _token_from(headers: Headers) -> str | None:

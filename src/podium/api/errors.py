@@ -11,6 +11,8 @@ Every error body is ``{"error": {"type", "message", ...}}``. Podium's own errors
 ``ConfigError``        500     the server is misconfigured
 ``StoreError``         500     the store failed
 ``ModelError``         502     a model provider failed
+``PolicyDenied``       403     the central policy refuses it (policy id, version, rule)
+``AuditError``         503     the audit record could not be written: the call fails closed
 other ``PodiumError``  400
 =====================  ======  ==========================================================
 
@@ -140,6 +142,13 @@ def error_response(
 
 def status_of(exc: PodiumError) -> int:
     """The HTTP status a Podium error maps to."""
+    from podium.governance.keys import AuditError  # governance imports the gateway
+    from podium.governance.policy import PolicyDenied
+
+    if isinstance(exc, PolicyDenied):
+        return 403
+    if isinstance(exc, AuditError):
+        return 503
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

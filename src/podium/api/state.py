@@ -19,6 +19,7 @@ from podium.workflows.engine import Engine
 
 if TYPE_CHECKING:
     from podium.gateway.pipeline import Gateway
+    from podium.governance.audit import AuditLog
 
 log = logging.getLogger("podium.api")
 T = TypeVar("T")
@@ -37,6 +38,10 @@ class ApiState:
     """The cost ledger the FinOps routes read; ``None``: they answer 503."""
     model_catalog: Catalog | None = None
     """Model prices, for savings reports; ``None``: those answer 503."""
+    audit: AuditLog | None = None
+    """The audit trail (``None``: the audit and lineage routes answer 503)."""
+    identity: Any = None
+    """The identity store (organisations, teams, projects, users, API keys), once opened."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, T], *, what: str) -> asyncio.Task[T]:

@@ -67,7 +67,9 @@ async def _engine(db: str | None) -> AsyncIterator[Engine]:
     except BaseException:
         await store.close()
         raise
-    engine = Engine(store, settings=settings, gateway=gateway)
+    from podium.governance.workflow_audit import audited
+
+    engine = Engine(audited(store, gateway), settings=settings, gateway=gateway)
     try:
         yield engine
     finally:
@@ -471,6 +473,22 @@ app.command()(demo)
 from podium.cli.audit import audit_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+
+from podium.cli.policy import policy_app  # noqa: E402
+
+app.add_typer(policy_app, name="policy")
+
+from podium.cli.keys import keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+
+from podium.cli.retention import retention_app  # noqa: E402
+
+app.add_typer(retention_app, name="retention")
+
+from podium.cli.lineage import lineage  # noqa: E402
+
+app.command("lineage")(lineage)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from podium.config import Settings
 from podium.errors import ConfigError, PodiumError
 from podium.governance.audit import AuditLog
 from podium.governance.chain import Checkpoint
-from podium.governance.keys import MasterKey, PayloadShredded, SigningKey, VerifyKey
+from podium.governance.keys import PayloadShredded, VerifyKey
 from podium.store.sql import store_url
 from podium.types import SystemClock
 
@@ -68,9 +68,10 @@ def _url(db: str | None) -> str:
 
 
 def _open(url: str, public_keys: list[str]) -> Coroutine[Any, Any, AuditLog]:
+    from podium.governance.setup import existing_audit_keys
+
     try:
-        master = MasterKey.from_env(os.environ)
-        signer = SigningKey.from_env(os.environ)
+        master, signer = existing_audit_keys(Settings.from_env(os.environ), os.environ)
         verify_keys = [VerifyKey(base64.b64decode(k, validate=True)) for k in public_keys]
     except (ConfigError, binascii.Error, ValueError) as exc:
         raise _fail(f"bad audit key: {exc}") from None

@@ -243,7 +243,9 @@ def demo(
             gateway = await open_gateway(settings, record_sinks=(costs,))
             if not cache:
                 gateway.cache = None
-            engine = Engine(store, settings=settings, gateway=gateway)
+            from podium.governance.workflow_audit import audited
+
+            engine = Engine(audited(store, gateway), settings=settings, gateway=gateway)
             try:
                 with console.status(
                     "running the examples (the first run of each loads its models)…"

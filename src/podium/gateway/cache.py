@@ -175,6 +175,15 @@ class CacheBackend(Protocol):
         """Drop every entry of ``namespace``."""
         ...
 
+    async def purge_namespace(self, namespace: str, before: float) -> int:
+        """Drop the entries of ``namespace`` stored before ``before`` (``created_at <
+        before``), live or not; how many were dropped. Retention uses it."""
+        ...
+
+    async def namespaces(self) -> list[str]:
+        """The namespaces holding entries (expired ones may still count), sorted."""
+        ...
+
     async def close(self) -> None:
         """Release connections and files."""
         ...

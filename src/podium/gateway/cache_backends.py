@@ -22,7 +22,7 @@ import sqlite3
 import sys
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -127,6 +127,19 @@ class MemoryCacheBackend:
     async def clear(self, namespace: str) -> None:
         for ns, key in [k for k in self._entries if k[0] == namespace]:
             self._drop(ns, key)
+
+    async def purge_namespace(self, namespace: str, before: float) -> int:
+        old = [
+            key
+            for (ns, key), entry in self._entries.items()
+            if ns == namespace and entry.created_at < before
+        ]
+        for key in old:
+            self._drop(namespace, key)
+        return len(old)
+
+    async def namespaces(self) -> list[str]:
+        return sorted({ns for ns, _ in self._entries})
 
     async def close(self) -> None:
         self._entries.clear()
@@ -261,6 +274,24 @@ class SQLiteCacheBackend:
         await self._run(
             lambda db: db.execute("DELETE FROM podium_cache WHERE namespace = ?", (namespace,))
         )
+
+    async def purge_namespace(self, namespace: str, before: float) -> int:
+        return await self._run(
+            lambda db: (
+                db.execute(
+                    "DELETE FROM podium_cache WHERE namespace = ? AND created_at < ?",
+                    (namespace, before),
+                ).rowcount
+            )
+        )
+
+    async def namespaces(self) -> list[str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT DISTINCT namespace FROM podium_cache ORDER BY namespace"
+            ).fetchall()
+        )
+        return [str(row[0]) for row in rows]
 
     async def close(self) -> None:
         def shut(db: sqlite3.Connection) -> None:
@@ -401,6 +432,58 @@ class RedisCacheBackend:
                 batch.clear()
         if batch:
             await self.client.unlink(*batch)
+
+    async def _entry_names(self, namespace: str | None) -> AsyncIterator[list[bytes]]:
+        """Entry hash names (of one namespace, or all), in batches of up to 500."""
+        if namespace is None:
+            head = _glob_escape(self.prefix) + "*"
+        else:
+            head = _glob_escape(f"{self.prefix}{namespace}")
+        batch: list[bytes] = []
+        async for name in self.client.scan_iter(match=head + ":e:" + "?" * 64, count=500):
+            batch.append(name)
+            if len(batch) >= 500:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def purge_namespace(self, namespace: str, before: float) -> int:
+        """Scans the namespace's entries (``SCAN``, then their creation times in pipelines):
+        a retention job's pace, not a request's."""
+        purged = 0
+        async for names in self._entry_names(namespace):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hmget(name, ["c", "b"])
+                found = await pipe.execute()
+            old = [
+                (name, bucket)
+                for name, (created, bucket) in zip(names, found, strict=True)
+                if created is not None and float(created) < before
+            ]
+            if not old:
+                continue
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name, bucket in old:
+                    pipe.unlink(name)
+                    if bucket is not None:  # the entry's key: the name's last 64 characters
+                        pipe.zrem(self._bucket_key(namespace, bucket.decode()), name[-64:])
+                results = await pipe.execute()
+            # UNLINK answers 1 per entry removed (0: it expired meanwhile); a ZREM follows
+            # each entry that had a bucket
+            at = 0
+            for _, bucket in old:
+                purged += int(results[at])
+                at += 1 if bucket is None else 2
+        return purged
+
+    async def namespaces(self) -> list[str]:
+        found: set[str] = set()
+        start, end = len(self.prefix), len(":e:") + 64
+        async for names in self._entry_names(None):
+            found.update(name.decode()[start:-end] for name in names)
+        return sorted(found)
 
     async def close(self) -> None:
         if self.owns_client:

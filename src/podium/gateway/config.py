@@ -702,6 +702,33 @@ class PricingConfig(_Section):
     ledger and no budget can hold them); false refuses such calls."""
 
 
+class GovernanceConfig(_Section):
+    """Policy, PII redaction and the audit trail on every call (see ``docs/policy.md``,
+    ``docs/audit.md``)."""
+
+    enabled: bool = True
+    """Govern every call: the policy decides, PII is redacted per the policy. Off only for
+    benchmarks and tools that measure the bare call path."""
+    policy: Path | None = None
+    """The policy file (relative to this file). ``None``: the built-in default policy (every
+    model allowed; confidential and restricted data to local models only; PII redacted before
+    hosted models)."""
+    audit: bool = True
+    """Append a tamper-evident, encrypted audit record for every call, and fail the call when
+    that write fails. Needs a SQL store (ignored with ``memory://``)."""
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = context(info).resolve(value)
+        if not path.is_file():
+            base = context(info).base_dir or Path.cwd()
+            raise fail(f"no such file: {path}", f"relative paths start from {base}")
+        return path
+
+
 class KeyConfig(_Section):
     """A client API key of the gateway; its secret comes from an environment variable."""
 
@@ -758,6 +785,8 @@ class GatewayConfig(_Section):
     """Calls without a known price."""
     keys: tuple[KeyConfig, ...] = ()
     """Client API keys (their secrets come from environment variables)."""
+    governance: GovernanceConfig = GovernanceConfig()
+    """Policy, PII redaction and audit."""
 
     _source: Source | None = PrivateAttr(default=None)
 

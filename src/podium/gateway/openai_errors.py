@@ -234,6 +234,13 @@ def wire_error(exc: BaseException, *, now: float, retry_in: float | None = None)
         )
     if isinstance(exc, ModelError):
         return _model_error(exc)
+    from podium.governance.keys import AuditError  # governance imports the gateway
+    from podium.governance.policy import PolicyDenied
+
+    if isinstance(exc, PolicyDenied):
+        return WireError(403, "permission_error", str(exc), "policy_denied", None, None, False)
+    if isinstance(exc, AuditError):
+        return WireError(503, "service_unavailable", str(exc), "audit_unavailable")
     if isinstance(exc, ConfigError):
         return WireError(
             500, "server_error", f"the gateway is misconfigured: {exc}", "configuration_error"

@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
@@ -94,6 +94,9 @@ from podium.models.base import (
 from podium.models.hub import ModelHub
 from podium.types import Clock, SystemClock
 
+if TYPE_CHECKING:
+    from podium.governance.gate import Governance
+
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "Admission",
@@ -121,6 +124,11 @@ DEFAULT_MAX_OUTPUT = 4096
 catalog entry gives no maximum output, when the request sets none."""
 
 
+def _restored(ctx: CallContext, response: ChatResponse) -> ChatResponse:
+    """The answer for the caller: redacted PII put back when the policy allows."""
+    return response if ctx.governed is None else ctx.governed.restore_response(response)
+
+
 # -- the gateway ----------------------------------------------------------------------------------
 
 
@@ -143,6 +151,8 @@ class Gateway:
         allow_unpriced: Let calls go to deployments with no price in force (recorded at zero).
         cascade_confidence: Cascade group → the confidence below which a non-streamed answer
             escalates to the next (stronger) tier.
+        governance: Policy, PII redaction and the audit trail
+            (:class:`~podium.governance.gate.Governance`); ``None``: ungoverned (tests, tools).
     """
 
     def __init__(
@@ -163,6 +173,7 @@ class Gateway:
         deployment_keys: Mapping[str, SecretStr] | None = None,
         allow_unpriced: bool = False,
         cascade_confidence: Mapping[str, float] | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self.hub = hub
         self.clock = clock or SystemClock()
@@ -180,6 +191,7 @@ class Gateway:
         self.deployment_keys = dict(deployment_keys or {})
         self.allow_unpriced = allow_unpriced
         self.cascade_confidence = dict(cascade_confidence or {})
+        self.governance = governance
         self._adapters: dict[str, Model] = {}
         self._implicit: dict[str, ModelGroup] = {}
         self.on_close: list[Callable[[], Awaitable[Any]]] = []
@@ -294,7 +306,28 @@ class Gateway:
 
     # -- stages shared by every kind of call ------------------------------------------------------
 
-    async def _admit(self, ctx: CallContext, request: Any, tokens: int) -> None:
+    async def _admit(self, ctx: CallContext, request: R, tokens: int) -> R:
+        """Admission stages, governance (policy, ceilings, PII) and rate limits; returns the
+        request as it travels on (PII redacted when the policy says so)."""
+        if self.governance is not None:
+            group = self.group(ctx.requested)
+            is_model = ctx.requested in self._implicit and len(group.deployments) == 1
+            # A catalog alias is judged by its canonical name (what the policy's globs name).
+            name = group.deployments[0].model if is_model else ctx.requested
+            ctx.governed, request = self.governance.admit(
+                ctx.caller,
+                name,
+                request,
+                classification=ctx.options.classification if ctx.options else None,
+                group_is_model=is_model,
+                # A hosted deployment without a key is never called: it does not make the
+                # call's PII handling stricter for the local models that will serve it.
+                reachable=[
+                    d
+                    for d in group.deployments
+                    if d.provider == "local" or self.adapter(d).unavailable() is None
+                ],
+            )
         if self.admission:
             kind: Any = ctx.kind
             admission = Admission(ctx.request_id, ctx.caller, kind, ctx.requested, request)
@@ -306,6 +339,7 @@ class Gateway:
                 ctx.limit = await self.limiter.acquire(
                     LimitRequest(rules, tokens=tokens, request_id=ctx.request_id)
                 )
+        return request
 
     def _rules(self, caller: Caller, model: str) -> list[LimitRule]:
         a = caller.attribution
@@ -356,7 +390,10 @@ class Gateway:
         max_output: Callable[[Deployment], int],
         units: Usage | None = None,
     ) -> None:
-        if self.budgets is None or not self.budgets.matching(ctx.caller.attribution):
+        governed = ctx.governed
+        capped = governed is not None and governed.decision.max_cost_per_call is not None
+        budgeted = self.budgets is not None and self.budgets.matching(ctx.caller.attribution)
+        if not (capped or budgeted):
             return
         today = utc_day(self.clock.now())
         amount = Decimal(0)
@@ -366,6 +403,10 @@ class Gateway:
             except UnknownPrice:
                 continue  # only reachable with allow_unpriced: recorded at zero
             amount = max(amount, cost)
+        if capped and self.governance is not None:
+            self.governance.check_cost(governed, amount)
+        if not budgeted or self.budgets is None:
+            return
         ctx.hold = await self.budgets.reserve(
             ReservationRequest(ctx.request_id, ctx.caller.attribution, amount)
         )
@@ -400,8 +441,10 @@ class Gateway:
         served: str | None = None,
         provider: str | None = None,
         escalations: Sequence[tuple[Deployment, Usage]] = (),
+        response: Any = None,
     ) -> CallRecord:
-        """The record stage: price, settle, reconcile, learn, and queue the ledger rows."""
+        """The record stage: price, settle, reconcile, learn, queue the ledger rows, and (when
+        governed) append the audit record, waiting for it: a failed audit write fails the call."""
         cost = self._cost(deployment, usage) if outcome in ("ok", "error") else Decimal(0)
         earlier = [(d, u, self._cost(d, u)) for d, u in escalations]
         billed = cost + sum((c for _, _, c in earlier), Decimal(0))
@@ -489,6 +532,8 @@ class Gateway:
                 None,
             )
         self.recorder.submit(entry, record)
+        if self.governance is not None:
+            await self.governance.record(record, ctx.governed, response, error)
         return record
 
     async def _failed(self, ctx: CallContext, error: BaseException) -> None:
@@ -510,8 +555,21 @@ class Gateway:
 
     def _context(self, caller: Caller, options: CallOptions, kind: str, model: str) -> CallContext:
         return CallContext(
-            options.request_id or new_request_id(), caller, kind, model, time.perf_counter()
+            options.request_id or new_request_id(),
+            caller,
+            kind,
+            model,
+            time.perf_counter(),
+            options=options,
         )
+
+    def _screen(
+        self, ctx: CallContext, ranked: Sequence[Deployment]
+    ) -> tuple[list[Deployment], list[Exclusion]]:
+        """The policy's exclusions (data class destinations, model and provider rules)."""
+        if self.governance is None or ctx.governed is None:
+            return list(ranked), []
+        return self.governance.screen(ctx.governed, ranked)
 
     # -- chat -------------------------------------------------------------------------------------
 
@@ -520,7 +578,9 @@ class Gateway:
     ) -> RouteDecision:
         self.group(request.model)
         decision = self.router.route(RouteRequest(request, stream, tags))
-        ranked, dropped = self._usable(decision.ranked)
+        allowed, forbidden = self._screen(ctx, decision.ranked)
+        ranked, dropped = self._usable(allowed)
+        dropped = [*forbidden, *dropped]
         if not ranked:
             raise NoDeploymentAvailable(decision.group, (*decision.excluded, *dropped))
         if dropped:
@@ -574,13 +634,13 @@ class Gateway:
         from podium.gateway.limits import estimate_tokens
 
         try:
-            await self._admit(ctx, request, estimate_tokens(request))
+            request = await self._admit(ctx, request, estimate_tokens(request))
             miss: CacheMiss | None = None
             if self.cache is not None and options.cache:
                 found = await self.cache.lookup(self._cache_query(caller, request, options))
                 if isinstance(found, CacheHit):
                     record = await self._cache_hit(ctx, found)
-                    return Served(found.response, record)
+                    return Served(_restored(ctx, found.response), record)
                 miss = found
             decision, request = await self._plan(ctx, request, False, options.tags)
         except BaseException as exc:
@@ -615,10 +675,11 @@ class Gateway:
             served=response.model_served if outcome.degraded else None,
             provider=response.provider,
             escalations=escalations,
+            response=response,
         )
         if miss is not None and self.cache is not None and not outcome.degraded:
             await self.cache.store(miss, response)
-        return Served(response, record)
+        return Served(_restored(ctx, response), record)
 
     async def _cascade(
         self,
@@ -734,6 +795,7 @@ class Gateway:
             baseline=baseline,
             served=served,
             provider=response.provider,
+            response=response,
         )
 
     # -- streaming --------------------------------------------------------------------------------
@@ -753,12 +815,17 @@ class Gateway:
     ) -> tuple[list[Deployment], list[Exclusion]]:
         group = self.group(name)
         usable = [d for d in group.deployments if capability in d.info.capabilities]
+        if usable:
+            usable, forbidden = self._screen(ctx, usable)
+        else:
+            forbidden = []
         if not usable:
             raise CapabilityUnsupported(f"model {name!r} cannot {capability.value}", model=name)
         if self.resilience.breakers is not None:
             open_ = [d for d in usable if not self.resilience.breakers.available(d.id)]
             usable = [d for d in usable if d not in open_] or usable
         ranked, dropped = self._usable(usable)
+        dropped = [*forbidden, *dropped]
         if not ranked:
             raise NoDeploymentAvailable(group.name, dropped)
         return ranked, dropped
@@ -774,7 +841,7 @@ class Gateway:
         units: Usage | None = None,
     ) -> Served[R]:
         try:
-            await self._admit(ctx, request, tokens)
+            request = await self._admit(ctx, request, tokens)
             ranked, dropped = self._task_deployments(ctx, ctx.requested, capability)
             ctx.route = RouteDecision(
                 ctx.requested,

@@ -52,6 +52,9 @@ class CallOptions:
     cache_ttl_s: float | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     """Routing hints from the caller (e.g. ``complexity: hard``)."""
+    classification: str | None = None
+    """The data class of the request (``public``, ``internal``, ``confidential``,
+    ``restricted``); ``None``: the policy's default class."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,9 @@ class CallContext:
     limit: LimitReservation | None = None
     hold: Reservation | None = None
     route: RouteDecision | None = None
+    options: CallOptions | None = None
+    governed: Any = None
+    """The call's :class:`~podium.governance.gate.Governed` state, when governance is on."""
 
 
 @dataclass(frozen=True, slots=True)

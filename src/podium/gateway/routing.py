@@ -98,10 +98,11 @@ class Exclusion:
     reason: str
     transient: bool = False
     """Will pass by itself (open breaker, RPM used up), so retrying later may succeed."""
-    kind: Literal["capacity", "request", "config"] = "capacity"
+    kind: Literal["capacity", "request", "config", "policy"] = "capacity"
     """Why, for the caller: ``request`` — this request cannot fit the deployment (context
     window, a capability, ``max_tokens``), so the client must change it; ``config`` — the
-    operator must (no price, no key); ``capacity`` — the deployment is busy or unhealthy."""
+    operator must (no price, no key); ``capacity`` — the deployment is busy or unhealthy;
+    ``policy`` — the central policy forbids it this caller or this data class."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,12 @@ model that served), ``x-podium-deployment``, ``x-podium-cost`` (USD, exact decim
 model as the provider named it (e.g. a dated snapshot). A stream's cost is known only at its
 end, after the headers left: it is in the ledger under the request id.
 
+**Data class.** A request names its data class (``public``, ``internal``, ``confidential``,
+``restricted``) with the ``x-podium-classification`` header or ``metadata.classification``; the
+policy decides which destinations it may reach (``confidential``: local models only, by default)
+and how personal data in it is handled (redacted into placeholders before a hosted model, by
+default, and put back in the answer).
+
 **Streams.** Refusals and failover happen before the first byte, so they are ordinary error
 responses. A stream that breaks after it started ends with an error event
 (``data: {"error": {...}}``) and no ``[DONE]``: clients raise instead of taking a truncated
@@ -60,6 +66,12 @@ status  type                   code                     when
                                                         ``Retry-After`` is that reset
 403     permission_error       permission_denied        the key lacks ``models:call``, or names
                                                         another team than its own
+403     permission_error       policy_denied            the central policy refuses the call
+                                                        (``PolicyDenied``): the model for this
+                                                        team, the data class's destinations,
+                                                        a ceiling, or personal data the policy
+                                                        blocks; the message names the policy,
+                                                        its version and the rule
 404     invalid_request_error  model_not_found          no such model or group
                                                         (``ModelNotFound``, with a did-you-mean)
 404     invalid_request_error  not_found                no such endpoint under ``/v1``
@@ -84,6 +96,8 @@ status  type                   code                     when
                                                         cooldown)
 503     service_unavailable    model_unavailable        a local model's package is not installed
                                                         on the server
+503     service_unavailable    audit_unavailable        the call's audit record could not be
+                                                        written: the call fails closed
 504     timeout                provider_timeout         no answer in time (``ProviderTimeout``)
 ======  =====================  =======================  ========================================
 
@@ -96,6 +110,7 @@ obey. Only these routes answer in this shape; ``/api/*`` keeps Podium's own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -230,6 +245,15 @@ def caller_of(principal: Principal, request: Request) -> Caller:
     return Caller(own, subject=principal.subject)
 
 
+CLASSIFICATION_HEADER: Final = "x-podium-classification"
+"""The request's data class (``public``, ``internal``, ``confidential``, ``restricted``); a chat
+request may also say it as ``metadata.classification``."""
+
+
+def _classification(request: Request, tags: Mapping[str, str] | None = None) -> str | None:
+    return request.headers.get(CLASSIFICATION_HEADER) or (tags or {}).get("classification")
+
+
 def _start(request: Request) -> str:
     request_id = new_request_id()
     request.state.request_id = request_id
@@ -343,6 +367,9 @@ async def chat_completions(
     request_id = _start(request)
     caller = caller_of(principal, request)
     chat, options = wire.to_chat_request(body, request_id)
+    classification = _classification(request, options.tags)
+    if classification is not None:
+        options = dataclasses.replace(options, classification=classification)
     if body.stream:
         stream = gateway.stream(chat, caller, options)
         await stream.start()  # refusals and failover before any byte: ordinary error answers
@@ -376,7 +403,9 @@ async def embeddings(
     request_id = _start(request)
     caller = caller_of(principal, request)
     served = await gateway.embed(
-        wire.to_embed_request(body), caller, CallOptions(request_id=request_id)
+        wire.to_embed_request(body),
+        caller,
+        CallOptions(request_id=request_id, classification=_classification(request)),
     )
     answer = wire.embedding_list(served.response, body.encoding_format)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
@@ -400,7 +429,8 @@ async def moderations(
     request_id = _start(request)
     caller = caller_of(principal, request)
     inputs = wire.to_moderation_request(body, body.model or default_moderation_model(gateway))
-    served = await gateway.moderate(inputs.request, caller, CallOptions(request_id=request_id))
+    options = CallOptions(request_id=request_id, classification=_classification(request))
+    served = await gateway.moderate(inputs.request, caller, options)
     answer = wire.moderation_list(served.response, inputs, request_id=request_id)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
 

@@ -54,6 +54,13 @@ _CHAT_PARAMS = ("max_tokens", "temperature", "top_p", "seed", "user")
 
 
 def caller_of(metadata: Mapping[str, str]) -> Any:
+    """The :class:`~podium.gateway.records.Caller` a step's call is charged to.
+
+    ``run_id`` and ``step`` come from the step; ``org``, ``team``, ``project``, ``key_id`` and
+    ``use_case`` are the run owner's, which the engine adds to every call of the run
+    (:class:`podium.workflows.engine.OwnedGateway`), so a team's workflows spend that team's
+    budget and appear in its cost reports.
+    """
     from podium.gateway.pipeline import Caller
 
     return Caller(

@@ -66,7 +66,7 @@ class ChatStream:
         from podium.gateway.limits import estimate_tokens
 
         try:
-            await gw._admit(ctx, request, estimate_tokens(request))
+            request = self.request = await gw._admit(ctx, request, estimate_tokens(request))
             if gw.cache is not None and self.options.cache:
                 found = await gw.cache.lookup(gw._cache_query(self.caller, request, self.options))
                 if isinstance(found, CacheHit):
@@ -107,6 +107,12 @@ class ChatStream:
         return chunks()
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        governed = self.ctx.governed
+        if governed is not None and governed.restores:
+            # Placeholders go back in on the way out; what is cached and audited keeps them.
+            from podium.governance.gate import StreamRestorer
+
+            return StreamRestorer(governed).wrap(self._iterate())
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[ChatChunk]:
@@ -165,6 +171,7 @@ class ChatStream:
                 outcome="error",
                 error=error,
                 attempts=attempts,
+                response=text or None,
             )
             return
         usage = usage or Usage()
@@ -176,6 +183,7 @@ class ChatStream:
             attempts=attempts,
             baseline=gw._baseline(self.request.model, deployment, usage),
             served=last.model_served if degraded and last is not None else None,
+            response=text,
         )
         if self._miss is not None and gw.cache is not None and not degraded and last is not None:
             response = ChatResponse(

@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import queue
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
 
 from podium.errors import StoreError
 from podium.finops.ledger import SQLRunner, open_engine
 from podium.governance.chain import (
     COLUMNS,
-    FORMAT_VERSION,
     GENESIS,
     AuditEntry,
     AuditRecord,
@@ -47,6 +50,8 @@ from podium.governance.chain import (
     VerifyResult,
     canonical_json,
     chain_hash,
+    header_text,
+    plain_json,
     record_hash,
     sha256_hex,
 )
@@ -69,6 +74,23 @@ PG_AUDIT_LOCK_KEY = 0x706F6469756D_0A
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_RETRIES = 5
 _PAGE = 5000
+_VERIFY_PAGE = 2000
+"""Rows per page while verifying: small enough to stay in the CPU caches, large enough that
+the round trips do not count."""
+
+
+class _Sealed(NamedTuple):
+    """An entry encrypted and encoded, before it gets its place in the chain."""
+
+    wrapped: bytes
+    payload: bytes
+    payload_hash: str
+    fields: Mapping[str, Any]
+    fields_text: str
+    kind_text: str
+    actor_text: str
+    team_text: str
+
 
 _R = schema.audit_records
 _K = schema.audit_keys
@@ -178,20 +200,33 @@ class AuditLog:
         async with self._lock:
             return await self._db.run(self._append_sync, entries, sealed)
 
-    def _seal(self, entry: AuditEntry) -> tuple[bytes, bytes, str, Mapping[str, Any]]:
+    def _seal(self, entry: AuditEntry) -> _Sealed:
         assert self._master is not None
-        fields = json.loads(canonical_json(dict(entry.header)))  # Decimal → str, validated
+        fields = plain_json(dict(entry.header))  # Decimal → str, validated
+        fields_text = canonical_json(fields)
+        kind_text, actor_text = canonical_json(entry.kind), canonical_json(entry.actor)
+        team_text = canonical_json(entry.team)
         plaintext = canonical_json(entry.payload).encode()
         # The AAD binds the ciphertext to the record's kind, actor and fields (seq/ts come later:
-        # a payload moved to another record fails its hash check anyway).
-        aad = canonical_json([entry.kind, entry.actor, entry.team, fields]).encode()
+        # a payload moved to another record fails its hash check anyway). It is
+        # canonical_json([kind, actor, team, fields]), assembled from the texts already made.
+        aad = f"[{kind_text},{actor_text},{team_text},{fields_text}]".encode()
         data_key, sealed = seal(plaintext, aad)
-        return self._master.wrap(data_key), sealed, sha256_hex(sealed), fields
+        return _Sealed(
+            self._master.wrap(data_key),
+            sealed,
+            sha256_hex(sealed),
+            fields,
+            fields_text,
+            kind_text,
+            actor_text,
+            team_text,
+        )
 
     def _append_sync(
         self,
         entries: Sequence[AuditEntry],
-        sealed: Sequence[tuple[bytes, bytes, str, Mapping[str, Any]]],
+        sealed: Sequence[_Sealed],
     ) -> list[AuditRecord]:
         for attempt in range(_MAX_RETRIES):
             try:
@@ -206,7 +241,7 @@ class AuditLog:
         self,
         conn: Connection,
         entries: Sequence[AuditEntry],
-        sealed: Sequence[tuple[bytes, bytes, str, Mapping[str, Any]]],
+        sealed: Sequence[_Sealed],
     ) -> list[AuditRecord]:
         assert self._master is not None
         if self._db.dialect == "postgresql":
@@ -220,19 +255,20 @@ class AuditLog:
         keys: list[tuple[Any, ...]] = []
         out: list[AuditRecord] = []
         checkpoints: list[dict[str, Any]] = []
-        for entry, (wrapped, payload, payload_hash, fields) in zip(entries, sealed, strict=True):
+        ts_text = canonical_json(ts)
+        key_id = self._master.key_id
+        for entry, sealed_entry in zip(entries, sealed, strict=True):
             seq += 1
-            header = {
-                "v": FORMAT_VERSION,
-                "seq": seq,
-                "ts": ts,
-                "kind": entry.kind,
-                "actor": entry.actor,
-                "team": entry.team,
-                "fields": fields,
-            }
-            header_text = canonical_json(header)
-            rec = record_hash(header_text, payload_hash)
+            payload_hash = sealed_entry.payload_hash
+            header = header_text(
+                seq=seq,
+                ts_text=ts_text,
+                kind_text=sealed_entry.kind_text,
+                actor_text=sealed_entry.actor_text,
+                team_text=sealed_entry.team_text,
+                fields_text=sealed_entry.fields_text,
+            )
+            rec = record_hash(header, payload_hash)
             link = chain_hash(prev, rec)
             rows.append(
                 (
@@ -241,19 +277,19 @@ class AuditLog:
                     entry.kind,
                     entry.actor,
                     entry.team,
-                    header_text,
-                    payload,
+                    header,
+                    sealed_entry.payload,
                     payload_hash,
                     rec,
                     prev,
                     link,
                 )
             )  # fmt: skip (in COLUMNS order)
-            keys.append((seq, self._master.key_id, wrapped))
+            keys.append((seq, key_id, sealed_entry.wrapped))
             out.append(
                 AuditRecord(
-                    seq, ts, entry.kind, entry.actor, entry.team, fields, payload_hash, rec, prev,
-                    link, self._master.key_id,
+                    seq, ts, entry.kind, entry.actor, entry.team, sealed_entry.fields,
+                    payload_hash, rec, prev, link, key_id,
                 )
             )  # fmt: skip
             if self._signer is not None and seq % self._every == 0:
@@ -367,6 +403,116 @@ class AuditLog:
         with self._db.errors(), self._db.engine.connect() as conn:
             return [_record(row) for row in conn.execute(query)]
 
+    async def query(
+        self,
+        *,
+        kind: str | None = None,
+        team: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+        where: Callable[[AuditRecord], bool] | None = None,
+    ) -> list[AuditRecord]:
+        """Records matching every filter given, by ``seq`` (oldest first, or newest first).
+
+        Args:
+            kind: Only records of this kind.
+            team: Only records of this team.
+            fields: Only records whose header fields hold exactly these values (top-level
+                fields: ``{"request_id": "req_…"}``, ``{"run_id": …, "step": …}``). The
+                database pre-selects headers containing the canonical ``"name":value`` text, so
+                no JSON index is needed; each candidate is then checked exactly.
+            after: Only records with ``seq > after`` (a cursor: the last ``seq`` seen).
+            before: Only records with ``seq < before``.
+            limit: At most this many records.
+            newest_first: Walk from the newest record back.
+            where: A further test of each record (e.g. a tenant's scope), applied before
+                ``limit`` counts it.
+        """
+        if limit <= 0:
+            return []
+        return await self._db.run(
+            self._query_sync,
+            kind,
+            team,
+            dict(fields or {}),
+            after,
+            before,
+            limit,
+            newest_first,
+            where,
+        )
+
+    def _query_sync(
+        self,
+        kind: str | None,
+        team: str | None,
+        fields: dict[str, Any],
+        after: int,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+        test: Callable[[AuditRecord], bool] | None,
+    ) -> list[AuditRecord]:
+        where = []
+        if kind is not None:
+            where.append(_R.c.kind == kind)
+        if team is not None:
+            where.append(_R.c.team == team)
+        for name, value in fields.items():
+            where.append(
+                _R.c.header.contains(
+                    canonical_json(name) + ":" + canonical_json(plain_json(value)),
+                    autoescape=True,
+                )
+            )
+        base = select(_R, _K.c.master_key_id).outerjoin(_K, _K.c.seq == _R.c.seq).where(*where)
+        wanted = {name: plain_json(value) for name, value in fields.items()}
+        out: list[AuditRecord] = []
+        low, high = after, before
+        with self._db.errors(), self._db.engine.connect() as conn:
+            while len(out) < limit:
+                query = base.where(_R.c.seq > low)
+                if high is not None:
+                    query = query.where(_R.c.seq < high)
+                order = _R.c.seq.desc() if newest_first else _R.c.seq
+                page = conn.execute(query.order_by(order).limit(_PAGE)).all()
+                for row in page:
+                    record = _record(row)
+                    if all(record.fields.get(k) == v for k, v in wanted.items()) and (
+                        test is None or test(record)
+                    ):
+                        out.append(record)
+                        if len(out) == limit:
+                            break
+                if len(page) < _PAGE:
+                    break
+                if newest_first:
+                    high = int(page[-1].seq)
+                else:
+                    low = int(page[-1].seq)
+        return out
+
+    async def readable_before(
+        self, before: float, *, after: int = 0, limit: int = _PAGE
+    ) -> list[AuditRecord]:
+        """Records older than ``before`` (their ``ts``) whose payload is still readable (data
+        key not shredded), oldest first from ``seq > after``: what retention looks at."""
+        return await self._db.run(self._readable_before_sync, before, after, limit)
+
+    def _readable_before_sync(self, before: float, after: int, limit: int) -> list[AuditRecord]:
+        query = (
+            select(_R, _K.c.master_key_id)
+            .join(_K, _K.c.seq == _R.c.seq)
+            .where(_R.c.seq > after, _R.c.ts < before)
+            .order_by(_R.c.seq)
+            .limit(limit)
+        )
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
     async def decrypt(self, seq: int) -> JSON:
         """The content of record ``seq``.
 
@@ -449,7 +595,71 @@ class AuditLog:
             The result, naming the first bad record when the log is not intact.
         """
         checkpoints = await self.export_checkpoints()
-        return await self._db.run(self._verify_sync, [*checkpoints, *trusted])
+        every = [*checkpoints, *trusted]
+        if isinstance(self._db.engine.pool, StaticPool):
+            # one connection shared by every caller (an in-memory SQLite database): no thread
+            # may use it while the event loop does
+            return await self._db.run(self._verify_sync, every)
+        # Otherwise in a worker thread, SQLite included: a walk takes seconds on a large log
+        # and must not stall the event loop (an API server answering other requests).
+        return await asyncio.to_thread(self._verify_sync, every)
+
+    def _pages(self) -> Generator[list[Any], None, None]:
+        """Every record as raw DBAPI rows (columns :data:`COLUMNS`), page by page, oldest
+        first; an empty page ends it. The next page is fetched by a reader thread with its own
+        connection while the caller checks this one: the database (another process for
+        PostgreSQL, C code that releases the GIL for SQLite) works while Python hashes."""
+        mark = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
+        # Raw rows: verification is the hot loop, SQLAlchemy's Row costs more than hashing.
+        query = (
+            f"SELECT {', '.join(COLUMNS)} FROM {_R.name} "  # names from our own schema
+            f"WHERE seq > {mark} ORDER BY seq LIMIT {_VERIFY_PAGE}"
+        )
+        pages: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        dbapi_error = self._db.engine.dialect.loaded_dbapi.Error
+        postgres = self._db.dialect == "postgresql"
+
+        def read() -> None:
+            try:
+                with self._db.errors(), self._db.engine.connect() as conn:
+                    dbapi = conn.connection.dbapi_connection
+                    assert dbapi is not None
+                    # psycopg's binary protocol: no text parsing of floats, ints and bytea
+                    # (it fetches ~1.7x faster than the text protocol here).
+                    cursor = dbapi.cursor(binary=True) if postgres else dbapi.cursor()
+                    try:
+                        after = 0
+                        while not stop.is_set():
+                            cursor.execute(query, (after,))
+                            page = cast(list[Any], cursor.fetchall())  # a list in both
+                            pages.put(page)
+                            if not page:
+                                return
+                            after = int(page[-1][0])
+                    finally:
+                        cursor.close()
+            except dbapi_error as exc:
+                pages.put(StoreError(f"store error: {type(exc).__name__}: {exc}"))
+            except BaseException as exc:  # handed to the caller, raised there
+                pages.put(exc)
+
+        reader = threading.Thread(target=read, name="podium-audit-verify", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = pages.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if not item:
+                    return
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    pages.get(timeout=0.05)
+            reader.join()
 
     def _verify_sync(self, checkpoints: Sequence[Checkpoint]) -> VerifyResult:
         problems: list[tuple[int, str]] = []
@@ -471,24 +681,10 @@ class AuditLog:
         first_cp_problem = min(problems, default=None)
         walker = ChainWalker(signed)
         stop_at = None if first_cp_problem is None else first_cp_problem[0]
-        mark = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
-        # Raw DBAPI rows: verification is the hot loop, SQLAlchemy's Row costs more than hashing.
-        query = (
-            f"SELECT {', '.join(COLUMNS)} FROM {_R.name} "  # names from our own schema
-            f"WHERE seq > {mark} ORDER BY seq LIMIT {_PAGE}"
-        )
-        with self._db.errors(), self._db.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                after = 0
-                while True:
-                    cursor.execute(query, (after,))
-                    page = cursor.fetchall()
-                    if not page or not walker.walk(page, stop_at):
-                        break
-                    after = int(page[-1][0])
-            finally:
-                cursor.close()
+        with contextlib.closing(self._pages()) as pages:
+            for page in pages:
+                if not page or not walker.walk(page, stop_at):
+                    break
         candidates = [p for p in (walker.problem, first_cp_problem) if p is not None]
         if not candidates and signed and max(signed) > walker.last_seq:
             top = max(signed)
@@ -508,16 +704,21 @@ class AuditLog:
 def _insert_many(
     conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    """``executemany`` on the DBAPI cursor, inside the connection's transaction: the batched
-    append's hot path, without SQLAlchemy's per-row parameter processing (plain types only)."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) "  # names from our own schema, never input
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
+    """The batched append's hot path, inside the connection's transaction, without
+    SQLAlchemy's per-row parameter processing (plain types only): ``COPY`` on PostgreSQL (one
+    stream instead of a statement per row: ~3x faster here), ``executemany`` on SQLite."""
+    names = ", ".join(columns)  # names from our own schema, never input
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, rows)
+        if conn.dialect.name == "postgresql" and len(rows) > 1:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows
+        )
     finally:
         cursor.close()
 

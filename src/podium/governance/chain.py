@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from podium.governance.keys import AuditError
 from podium.types import JSON
+
+_V = TypeVar("_V")
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first record."""
@@ -47,6 +49,61 @@ _CANONICAL = json.JSONEncoder(
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 text, ``Decimal`` as its fixed-point string, no NaN."""
     return _CANONICAL.encode(value)
+
+
+class _NotPlain(Exception):
+    """A value :func:`plain_json` leaves to the JSON round trip."""
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain  # 1 and "1" collide, and sort differently, once encoded
+            # scalars inline: most header fields are, and a call per field costs ~40%
+            out[key] = item if type(item) in _SCALARS else _plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    if kind is Decimal and value.is_finite():
+        return format(value, "f")
+    if kind is float and value == value and value not in (_INF, -_INF):
+        return value
+    raise _NotPlain
+
+
+_INF = float("inf")
+
+
+def plain_json(value: Any) -> Any:
+    """What ``json.loads(canonical_json(value))`` returns, without the round trip for the usual
+    values (dicts with ``str`` keys, lists, tuples, strings, numbers, ``Decimal``, ``None``);
+    anything else takes the round trip, which also raises the precise error. So
+    ``canonical_json(plain_json(v)) == canonical_json(v)`` and encoding the result again gives
+    the same text: the append path encodes a header's fields once and reuses the text."""
+    try:
+        return _plain(value)
+    except _NotPlain:
+        return json.loads(canonical_json(value))
+
+
+def header_text(
+    *, seq: int, ts_text: str, kind_text: str, actor_text: str, team_text: str, fields_text: str
+) -> str:
+    """``canonical_json({"v", "seq", "ts", "kind", "actor", "team", "fields"})`` assembled from
+    the canonical texts of its values (sorted keys: actor, fields, kind, seq, team, ts, v): the
+    fields are encoded once per record, not once for the AAD and again for the header."""
+    return (
+        f'{{"actor":{actor_text},"fields":{fields_text},"kind":{kind_text},"seq":{seq},'
+        f'"team":{team_text},"ts":{ts_text},"v":{FORMAT_VERSION}}}'
+    )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -188,11 +245,63 @@ class AuditChainBroken(AuditError):
         self.result = result
 
 
+class _Memo(dict[Any, _V]):
+    """A memo of canonical JSON texts (actors, kinds and teams repeat across records)."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], _V]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> _V:
+        if len(self) > 10_000:  # a bound: actors are many in some deployments
+            self.clear()
+        value = self[key] = self._make(key)
+        return value
+
+
+def _prefix(actor: Any) -> str:
+    return '{"actor":' + canonical_json(actor) + ',"fields":'
+
+
+def _middle(kind_team: tuple[Any, Any]) -> tuple[str, str]:
+    kind, team = kind_team
+    return ',"kind":' + canonical_json(kind) + ',"seq":', ',"team":' + canonical_json(team)
+
+
 class ChainWalker:
     """Checks records in ``seq`` order: a fast path over raw rows (columns :data:`COLUMNS`),
-    and, at the first row that fails it, a slow path that says what is wrong."""
+    and, at the first row that fails it, a slow path that says what is wrong.
 
-    __slots__ = ("count", "last_seq", "prev", "problem", "signed")
+    **The fast path parses no JSON.** The header is canonical JSON with sorted keys, so it reads
+    ``{"actor":A,"fields":F,"kind":K,"seq":S,"team":T,"ts":TS,"v":1}``: the walker rebuilds the
+    text around ``F`` from the row's columns (the JSON texts of actor, kind and team are memoised,
+    the time's ``repr`` is reused while it repeats, as it does within a batch) and compares it
+    with the header's first and last characters. A JSON string literal ends at its first
+    unescaped quote and ``,"`` never occurs inside one, so a header that starts and ends with
+    those texts holds exactly those column values: an edited column fails the comparison. A row
+    that fails any fast check goes through the slow check (the header parsed, values compared
+    as JSON values — so a clock that gave an ``int`` time, or a future format version, still
+    verifies), and only a row failing that too is reported, by :meth:`_diagnose`.
+
+    What the fast path does not look at is the inside of ``F``: a header whose ``fields`` were
+    replaced by text that is not JSON can only be written with every later hash recomputed,
+    which the signed checkpoints catch, like any other consistent rewrite.
+
+    About 4-5 µs a record on one core (three SHA-256 over short inputs dominate), against ~15 µs
+    with a ``json.loads`` per header; see ``benchmarks/governance``.
+    """
+
+    __slots__ = (
+        "_middles",
+        "_prefixes",
+        "count",
+        "last_seq",
+        "prev",
+        "problem",
+        "signed",
+    )
 
     def __init__(self, signed: Mapping[int, str]) -> None:
         self.signed = signed
@@ -200,31 +309,35 @@ class ChainWalker:
         self.last_seq = 0
         self.count = 0
         self.problem: tuple[int, str] | None = None
+        self._prefixes = _Memo(_prefix)
+        self._middles = _Memo(_middle)
 
     def walk(self, page: Sequence[Sequence[Any]], stop_at: int | None) -> bool:
         """Check one page; ``False`` once a problem is found or ``stop_at`` is passed."""
         prev, expected, signed = self.prev, self.last_seq + 1, self.signed
-        sha, loads = hashlib.sha256, json.loads
+        sha = hashlib.sha256
+        prefixes, middles = self._prefixes, self._middles
+        last_ts: Any = None
+        tail = ""
         going = True
         for row in page:
             seq, ts, kind, actor, team, header, payload, payload_hash, rec, link_prev, link = row
             if stop_at is not None and seq > stop_at:
                 going = False
                 break
-            try:
-                h = loads(header) if seq == expected else None
-            except ValueError:
-                h = None
+            if ts != last_ts or type(ts) is not type(last_ts):
+                last_ts, tail = ts, ',"ts":' + repr(ts) + ',"v":1}'
+            before, after = middles[kind, team]
             if not (
-                isinstance(h, dict)
-                and (h.get("seq"), h.get("ts"), h.get("kind"), h.get("actor"), h.get("team"))
-                == (seq, ts, kind, actor, team)
-                and sha(payload).hexdigest() == payload_hash
-                and sha(f"{header}\n{payload_hash}".encode()).hexdigest() == rec
+                seq == expected
                 and link_prev == prev
+                and header.startswith(prefixes[actor])
+                and header.endswith(before + str(seq) + after + tail)
+                and sha(payload).hexdigest() == payload_hash
+                and sha((header + "\n" + payload_hash).encode()).hexdigest() == rec
                 and sha((prev + rec).encode()).hexdigest() == link
                 and signed.get(seq, link) == link
-            ):
+            ) and not self._slow_ok(row, expected, prev):
                 self.prev, self.last_seq = prev, expected - 1
                 self.count = expected - 1
                 self.problem = self._diagnose(row, expected, prev) or (seq, "record is invalid")
@@ -233,6 +346,24 @@ class ChainWalker:
             expected += 1
         self.prev, self.last_seq, self.count = prev, expected - 1, expected - 1
         return going
+
+    def _slow_ok(self, row: Sequence[Any], expected: int, prev: str) -> bool:
+        """The full check of one row: the header parsed, its values compared with the columns."""
+        seq, ts, kind, actor, team, header, payload, payload_hash, rec, link_prev, link = row
+        try:
+            h = json.loads(header) if seq == expected else None
+        except ValueError:
+            return False
+        return bool(
+            isinstance(h, dict)
+            and (h.get("seq"), h.get("ts"), h.get("kind"), h.get("actor"), h.get("team"))
+            == (seq, ts, kind, actor, team)
+            and sha256_hex(payload) == payload_hash
+            and record_hash(header, payload_hash) == rec
+            and link_prev == prev
+            and chain_hash(prev, rec) == link
+            and self.signed.get(seq, link) == link
+        )
 
     def _diagnose(self, row: Sequence[Any], expected: int, prev: str) -> tuple[int, str] | None:
         seq, _ts, _kind, _actor, _team, header_text, payload, payload_hash, rec, link_prev, link = (

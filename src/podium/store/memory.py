@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from podium.errors import JournalConflict, RunNotFound, StoreError
+from podium.store.purge import purge_event_data, purge_run_fields
 from podium.types import Event, RunRecord, RunStatus, RunUpdate
 
 
@@ -34,13 +35,21 @@ class MemoryStore:
             raise RunNotFound(run_id) from None
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        org: str | None = None,
+        team: str | None = None,
     ) -> list[RunRecord]:
         runs = [
             r
             for r in self._runs.values()
             if (status is None or r.status == status)
             and (workflow is None or r.workflow == workflow)
+            and (org is None or r.org == org)
+            and (team is None or r.team == team)
         ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]
@@ -83,6 +92,21 @@ class MemoryStore:
         if signals is None:
             raise RunNotFound(run_id)
         return dict(signals)
+
+    async def purge_run_content(self, run_id: str, *, keep_hash: bool = True) -> bool:
+        run = await self.get_run(run_id)
+        changed = False
+        fields = purge_run_fields(run, keep_hash=keep_hash)
+        if fields is not None:
+            self._runs[run_id] = dataclasses.replace(run, inputs=fields[0], result=fields[1])
+            changed = True
+        journal = self._events[run_id]
+        for i, event in enumerate(journal):
+            data = purge_event_data(event, keep_hash=keep_hash)
+            if data is not None:
+                journal[i] = dataclasses.replace(event, data=data)
+                changed = True
+        return changed
 
     async def close(self) -> None:
         return None

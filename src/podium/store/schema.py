@@ -20,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -56,8 +57,12 @@ runs = Table(
     Column("result", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("parent_id", String(64), nullable=True),
+    Column("org", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
+    Index("ix_runs_team_created_at", "team", "created_at"),
 )
-"""One row per run: its header (see :class:`podium.types.RunRecord`)."""
+"""One row per run: its header (see :class:`podium.types.RunRecord`). ``org``/``team`` name the
+owner (revision 0004): NULL for runs no team owns, which only org-wide principals see."""
 
 events = Table(
     "events",
@@ -234,3 +239,85 @@ audit_checkpoints = Table(
     Column("signature", LargeBinary, nullable=False),
 )
 """Ed25519 signatures over ``(seq, chain_hash)``, every N records and on demand."""
+
+
+# -- Identity (revision 0005) ---------------------------------------------------------------------
+# See podium.governance.identity. Organisations, teams and projects are named by slugs, the names
+# the ledger, budgets and policies attribute calls with. A key's secret is never stored: only its
+# visible prefix and HMAC-SHA256(pepper, key), the pepper being kept outside the database.
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""Organisations (``default`` always exists)."""
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.name"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""Teams, each in one organisation."""
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("team", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    ForeignKeyConstraint(["org", "team"], ["teams.org", "teams.name"]),
+)
+"""Projects, each in one team."""
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("org", String(64), ForeignKey("orgs.name"), nullable=False),
+    Column("team", String(64), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    ForeignKeyConstraint(["org", "team"], ["teams.org", "teams.name"], name="fk_users_team"),
+    Index("ix_users_org_team", "org", "team"),
+)
+"""People: a role, and a team unless the role is org-wide (admin, auditor)."""
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("org", String(64), ForeignKey("orgs.name"), nullable=False),
+    Column("team", String(64), nullable=True),
+    Column("project", String(64), nullable=True),
+    Column("use_case", String(200), nullable=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Column("rotated_from", String(32), nullable=True),
+    Column("rotated_at", Float, nullable=True),
+    ForeignKeyConstraint(["org", "team"], ["teams.org", "teams.name"], name="fk_api_keys_team"),
+    ForeignKeyConstraint(
+        ["org", "team", "project"],
+        ["projects.org", "projects.team", "projects.name"],
+        name="fk_api_keys_project",
+    ),
+    Index("ix_api_keys_org_team", "org", "team"),
+)
+"""API keys: the visible ``prefix`` (unique: it finds the key), ``key_hash`` (hex HMAC-SHA256
+under the server's pepper), role, bindings, expiry, revocation and rotation."""

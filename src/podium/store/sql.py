@@ -30,6 +30,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from podium.errors import ConfigError, JournalConflict, RunNotFound, StoreError
 from podium.store import schema
 from podium.store.migrations import upgrade_to_head
+from podium.store.purge import CONTENT_EVENTS, purge_event_data, purge_run_fields
 from podium.types import Event, RunRecord, RunStatus, RunUpdate
 
 _P = ParamSpec("_P")
@@ -167,12 +168,19 @@ class SQLStore:
         return await self._run(self._get_run, run_id)
 
     async def list_runs(
-        self, *, status: RunStatus | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        org: str | None = None,
+        team: str | None = None,
     ) -> list[RunRecord]:
-        """Return up to ``limit`` runs, newest first, optionally filtered."""
+        """Return up to ``limit`` runs, newest first, optionally filtered (``org``/``team``:
+        the owner; a team's list walks the ``(team, created_at)`` index)."""
         if limit <= 0:
             return []
-        return await self._run(self._list_runs, status, workflow, limit)
+        return await self._run(self._list_runs, status, workflow, limit, org, team)
 
     async def append(self, events: Sequence[Event], update: RunUpdate | None = None) -> None:
         """Append events and apply a run update atomically, all or nothing.
@@ -212,6 +220,15 @@ class SQLStore:
         """
         return await self._run(self._signals, run_id)
 
+    async def purge_run_content(self, run_id: str, *, keep_hash: bool = True) -> bool:
+        """Replace the run's content by hash-keeping placeholders, in one transaction (see
+        :mod:`podium.store.purge`). Returns whether anything changed.
+
+        Raises:
+            RunNotFound: No such run.
+        """
+        return await self._run(self._purge_run_content, run_id, keep_hash)
+
     async def close(self) -> None:
         """Close the pooled connections. The store cannot be used afterwards."""
         self._closed = True
@@ -249,7 +266,12 @@ class SQLStore:
         return RunRecord(*row)
 
     def _list_runs(
-        self, status: RunStatus | None, workflow: str | None, limit: int
+        self,
+        status: RunStatus | None,
+        workflow: str | None,
+        limit: int,
+        org: str | None,
+        team: str | None,
     ) -> list[RunRecord]:
         runs = schema.runs
         query = select(*_RUN_COLUMNS)
@@ -257,6 +279,10 @@ class SQLStore:
             query = query.where(runs.c.status == status)
         if workflow is not None:
             query = query.where(runs.c.workflow == workflow)
+        if org is not None:
+            query = query.where(runs.c.org == org)
+        if team is not None:
+            query = query.where(runs.c.team == team)
         query = query.order_by(runs.c.created_at.desc(), self._run_id_order.desc()).limit(limit)
         with self._db_errors(), self._engine.connect() as conn:
             return [RunRecord(*row) for row in conn.execute(query)]
@@ -294,6 +320,41 @@ class SQLStore:
             if not rows and conn.execute(_RUN_EXISTS, {"run_id": run_id}).first() is None:
                 raise RunNotFound(run_id)
         return {name: payload for name, payload in rows}
+
+    def _purge_run_content(self, run_id: str, keep_hash: bool) -> bool:
+        runs, events = schema.runs, schema.events
+        with self._db_errors(run_id), self._engine.begin() as conn:
+            row = conn.execute(_SELECT_RUN, {"run_id": run_id}).first()
+            if row is None:
+                raise RunNotFound(run_id)
+            changed = False
+            fields = purge_run_fields(RunRecord(*row), keep_hash=keep_hash)
+            if fields is not None:
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id)
+                    .values(inputs=fields[0], result=fields[1])
+                )
+                changed = True
+            journal = conn.execute(
+                select(*_EVENT_COLUMNS).where(
+                    events.c.run_id == run_id, events.c.kind.in_(sorted(CONTENT_EVENTS))
+                )
+            ).all()
+            updates = []
+            for event_row in journal:
+                data = purge_event_data(Event(*event_row), keep_hash=keep_hash)
+                if data is not None:
+                    updates.append({"s": event_row.seq, "d": data})
+            if updates:
+                conn.execute(
+                    events.update()
+                    .where(events.c.run_id == run_id, events.c.seq == bindparam("s"))
+                    .values(data=bindparam("d")),
+                    updates,
+                )
+                changed = True
+            return changed
 
     # Errors
 

@@ -5,6 +5,13 @@ every step's completion is committed before the next step can see it; resuming f
 journal into a :class:`~podium.workflows.journal.Replay` and runs the plan again, returning
 recorded outputs for finished steps instead of executing them. So a process killed at any
 instant loses nothing that was acknowledged and repeats no finished step.
+
+A run has an **owner**: the :class:`~podium.finops.ledger.Attribution` of whoever started it (the
+API passes the caller's). Its org and team are written on the run's header (tenant isolation
+filters on them); the whole owner is journaled in ``run_started``, so a resume in another process
+— or :meth:`Engine.recover` after a crash — charges the run's model calls to the same org, team,
+project and use case as before. Sub-workflows run inside their parent's run and journal, so they
+share its owner by construction.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import asyncio
 import json
 import random
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from podium.config import Settings
 from podium.errors import (
@@ -26,10 +34,14 @@ from podium.errors import (
     WorkflowError,
     WorkflowSuspended,
 )
+from podium.finops.ledger import Attribution
 from podium.types import (
+    DEFAULT_ORG,
     Clock,
     Event,
+    ModelCall,
     ModelGateway,
+    ModelReply,
     RunRecord,
     RunStatus,
     RunUpdate,
@@ -47,6 +59,42 @@ from podium.workflows.resolve import Registry, load_object
 from podium.workflows.spec import Workflow
 
 _FINAL: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
+
+OWNER_FIELDS: Final = ("org", "team", "project", "key_id", "use_case")
+"""The parts of an owner a run keeps and charges its model calls to (never ``run_id``/``step``:
+those name the call, and the step path sets them)."""
+
+
+def owner_metadata(owner: Attribution) -> dict[str, str]:
+    """An owner as :class:`~podium.types.ModelCall` metadata (the keys
+    :func:`podium.gateway.steps.caller_of` reads), without its empty parts."""
+    return {f: v for f in OWNER_FIELDS if (v := getattr(owner, f)) is not None}
+
+
+def owner_of(record: RunRecord, events: list[Event]) -> Attribution:
+    """A stored run's owner: the one journaled in ``run_started``, else the header's org/team
+    (a run journaled before owners were)."""
+    if events and events[0].kind == "run_started" and events[0].data:
+        saved = json.loads(events[0].data).get("owner")
+        if isinstance(saved, dict):
+            owner = Attribution(**{f: saved.get(f) for f in OWNER_FIELDS})
+            return replace(owner, org=owner.org or DEFAULT_ORG)
+    return Attribution(org=record.org or DEFAULT_ORG, team=record.team)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedGateway:
+    """A run's view of the model gateway: every call carries the run owner's attribution.
+
+    The owner's fields override whatever the step put in the metadata under the same names, so
+    a run's spend always lands on the team that started it.
+    """
+
+    inner: ModelGateway
+    owner: Mapping[str, str]
+
+    async def call(self, request: ModelCall) -> ModelReply:
+        return await self.inner.call(replace(request, metadata={**request.metadata, **self.owner}))
 
 
 @dataclass(frozen=True)
@@ -97,6 +145,9 @@ class Engine:
         self.executor: StepExecutor = executor or InlineExecutor(self.settings.thread_pool_size)
         self._rng = random.Random(seed)
         self._active: dict[str, asyncio.Task[RunResult]] = {}
+        self._starting: set[str] = set()
+        """Runs being created: stored as ``running`` but not yet driven, so ``recover`` (which
+        a server runs while it already accepts new runs) must not drive them a second time."""
         self._cancelling: set[str] = set()
 
     async def close(self) -> None:
@@ -120,13 +171,22 @@ class Engine:
 
     # -- starting -------------------------------------------------------------------------
     async def _create(
-        self, target: Workflow | Plan, inputs: dict[str, Any] | None, run_id: str | None
-    ) -> tuple[Plan, str, dict[str, Any]]:
+        self,
+        target: Workflow | Plan,
+        inputs: dict[str, Any] | None,
+        run_id: str | None,
+        owner: Attribution | None,
+    ) -> tuple[Plan, str, dict[str, Any], Attribution]:
         p = self.plan(target)
         values = p.validate_inputs(inputs or {})
         run_id = run_id or self._new_id()
         now = self.clock.now()
         started: dict[str, Any] = {"inputs": values}
+        if owner is None:  # journaled as before owners existed: the header says it all
+            owner = Attribution(org=DEFAULT_ORG)
+        else:
+            owner = replace(owner, org=owner.org or DEFAULT_ORG, run_id=None, step=None)
+            started["owner"] = owner_metadata(owner)
         if p.location:
             started["file"] = p.location
         record = RunRecord(
@@ -138,11 +198,18 @@ class Engine:
             inputs=dumps(values),
             source=p.source,
             source_hash=p.source_hash,
+            org=owner.org,
+            team=owner.team,
         )
-        await self.store.create_run(
-            record, [Event(run_id, 1, "run_started", "", 0, now, dumps(started))]
-        )
-        return p, run_id, values
+        self._starting.add(run_id)
+        try:
+            await self.store.create_run(
+                record, [Event(run_id, 1, "run_started", "", 0, now, dumps(started))]
+            )
+        except BaseException:
+            self._starting.discard(run_id)
+            raise
+        return p, run_id, values, owner
 
     async def run(
         self,
@@ -150,10 +217,16 @@ class Engine:
         inputs: dict[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        owner: Attribution | None = None,
     ) -> RunResult:
-        """Start a run and wait until it completes, fails or suspends."""
-        p, run_id, values = await self._create(target, inputs, run_id)
-        return await self._track(run_id, self._drive(p, run_id, values, Replay(last_seq=1)))
+        """Start a run and wait until it completes, fails or suspends.
+
+        ``owner``: who the run belongs to and its model calls are charged to (``None``: the
+        default organisation, no team).
+        """
+        p, run_id, values, owner = await self._create(target, inputs, run_id, owner)
+        drive = self._drive(p, run_id, values, Replay(last_seq=1), owner)
+        return await self._track(run_id, drive)
 
     async def start(
         self,
@@ -161,11 +234,14 @@ class Engine:
         inputs: dict[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        owner: Attribution | None = None,
     ) -> str:
-        """Start a run in the background; ``wait(run_id)`` for its result."""
-        p, run_id, values = await self._create(target, inputs, run_id)
-        task = asyncio.ensure_future(self._drive(p, run_id, values, Replay(last_seq=1)))
+        """Start a run in the background; ``wait(run_id)`` for its result. ``owner`` as in
+        :meth:`run`."""
+        p, run_id, values, owner = await self._create(target, inputs, run_id, owner)
+        task = asyncio.ensure_future(self._drive(p, run_id, values, Replay(last_seq=1), owner))
         self._active[run_id] = task
+        self._starting.discard(run_id)
         task.add_done_callback(lambda _t: self._active.pop(run_id, None))
         return run_id
 
@@ -187,6 +263,7 @@ class Engine:
     async def _track(self, run_id: str, coro: Any) -> RunResult:
         task: asyncio.Task[RunResult] = asyncio.ensure_future(coro)
         self._active[run_id] = task
+        self._starting.discard(run_id)
         try:
             return await task
         finally:
@@ -267,7 +344,7 @@ class Engine:
             )
             replay.last_seq += 1
         inputs = replay.inputs if replay.inputs is not None else json.loads(record.inputs)
-        return await self._drive(p, run_id, inputs, replay)
+        return await self._drive(p, run_id, inputs, replay, owner_of(record, events))
 
     async def recover(self, *workflows: Workflow | Plan) -> list[RunResult]:
         """Resume every run a crash left ``running`` (call at start-up).
@@ -281,7 +358,7 @@ class Engine:
             )
         results = []
         for record in await self.store.list_runs(status="running", limit=10_000):
-            if record.run_id not in self._active:
+            if record.run_id not in self._active and record.run_id not in self._starting:
                 results.append(await self.resume(record.run_id))
         return results
 
@@ -343,9 +420,12 @@ class Engine:
 
     # -- the drive loop -------------------------------------------------------------------
     async def _drive(
-        self, p: Plan, run_id: str, inputs: dict[str, Any], replay: Replay
+        self, p: Plan, run_id: str, inputs: dict[str, Any], replay: Replay, owner: Attribution
     ) -> RunResult:
         journal = Journal(self.store, run_id, self.clock, replay.last_seq)
+        gateway = self.gateway
+        if gateway is not None:
+            gateway = OwnedGateway(gateway, owner_metadata(owner))
         rt = RunState(
             run_id=run_id,
             journal=journal,
@@ -353,7 +433,7 @@ class Engine:
             clock=self.clock,
             executor=self.executor,
             store=self.store,
-            gateway=self.gateway,
+            gateway=gateway,
             max_concurrency=self.settings.max_concurrency,
             rng=random.Random(self._rng.random()),
         )

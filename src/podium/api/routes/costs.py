@@ -2,6 +2,13 @@
 
 ``GET /api/costs`` answers what ``podium costs --json`` prints. Amounts are exact decimal
 strings (``"0.00000875"``), never JSON numbers, which most clients read as floats.
+
+Tenant isolation (:mod:`podium.api.scope`): a team-scoped caller's report covers its own team
+only — its org and team are added to the filters, and the response's ``where`` shows them. Asking
+for another team or organisation explicitly (``where=team:other``) is refused with a 403 that
+says so, rather than answered with an empty report that would read as "they spent nothing".
+Grouping by ``team`` is allowed and shows the caller's team alone. Org-wide callers see their
+organisation (``org`` is added), the admin token everything.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from podium.api.auth import require
 from podium.api.errors import ERROR_RESPONSES, ApiError
+from podium.api.scope import ScopeDep, cost_filters
 from podium.api.state import LedgerDep, StateDep
 from podium.errors import ModelNotFound
 from podium.finops.ledger import DIMENSIONS, Dimension, utc_day
@@ -133,11 +141,15 @@ def _invalid(param: str, message: str) -> RequestValidationError:
 @router.get(
     "/costs",
     dependencies=[require("costs:read")],
-    responses={503: {"description": "The server has no cost ledger (or no model catalog)"}},
+    responses={
+        403: {"description": "The filters name another team or organisation than the caller's"},
+        503: {"description": "The server has no cost ledger (or no model catalog)"},
+    },
 )
 async def get_costs(
     state: StateDep,
     ledger: LedgerDep,
+    scope: ScopeDep,
     by: Annotated[
         list[str],
         Query(
@@ -175,7 +187,8 @@ async def get_costs(
     ] = "group",
 ) -> CostReport:
     """Spend over a period grouped by any dimensions, with exact totals, and savings against
-    a baseline model when one is given."""
+    a baseline model when one is given. Only the caller's team (or organisation) is counted;
+    a filter naming another one is refused with a 403."""
     clock = state.engine.clock if state.engine is not None else SystemClock()
     try:
         dimensions = parse_dimensions(by, _WORDING)
@@ -185,7 +198,7 @@ async def get_costs(
         )
     except ReportQueryError as exc:
         raise _invalid(exc.param, exc.message) from None
-    query = dataclasses.replace(query, where=filters)
+    query = dataclasses.replace(query, where=cost_filters(scope, filters))
     catalog = Catalog()  # spend needs no prices
     if baseline:
         if state.model_catalog is None:

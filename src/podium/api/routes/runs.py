@@ -4,6 +4,12 @@ Starting, deciding and resuming answer at once (202) and let the run go on in th
 poll ``GET /api/runs/{run_id}`` to follow it. Before a resume is handed to the background, the
 run's plan is rebuilt here, so a definition that no longer loads or has changed is reported to
 the caller rather than only logged.
+
+Tenant isolation (:mod:`podium.api.scope`): a run belongs to the org and team of whoever started
+it. A team-scoped caller lists only its team's runs, and every route naming a run of another team
+— reading it, its journal, its event stream, or approving, rejecting, resuming or cancelling it —
+answers 404 ``RunNotFound``, exactly as for an id that does not exist. Org-wide callers (admin and
+auditor keys) see their organisation's runs, the admin token every run.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from podium.api.schemas import (
     StartRun,
     StepInfo,
 )
+from podium.api.scope import PrincipalDep, ScopeDep, TeamScope, run_owner, visible_run
 from podium.api.state import EngineDep, StateDep
 from podium.types import RunStatus
 from podium.workflows.engine import Engine
@@ -53,11 +60,17 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     },
 )
 async def start_run(
-    name: str, body: StartRun, response: Response, state: StateDep, engine: EngineDep
+    name: str,
+    body: StartRun,
+    response: Response,
+    state: StateDep,
+    engine: EngineDep,
+    principal: PrincipalDep,
 ) -> RunState:
-    """Start a run of a served workflow; invalid inputs are refused with a 422."""
+    """Start a run of a served workflow; invalid inputs are refused with a 422. The run belongs
+    to the caller's org and team, and its model calls are charged to them."""
     plan = find_workflow(state, name)
-    run_id = await engine.start(plan, body.inputs)
+    run_id = await engine.start(plan, body.inputs, owner=run_owner(principal))
     response.headers["Location"] = f"/api/runs/{run_id}"
     if not body.wait:
         return RunState(run_id=run_id, status="running")
@@ -70,19 +83,22 @@ async def start_run(
 @router.get("/runs", dependencies=[require("runs:read")])
 async def list_runs(
     engine: EngineDep,
+    scope: ScopeDep,
     status: RunStatus | None = None,
     workflow: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[RunSummary]:
-    """Runs, newest first."""
-    records = await engine.store.list_runs(status=status, workflow=workflow, limit=limit)
+    """Runs the caller may see, newest first: its team's (or its organisation's, org-wide)."""
+    records = await engine.store.list_runs(
+        status=status, workflow=workflow, limit=limit, **scope.run_filter()
+    )
     return [RunSummary.of(r) for r in records]
 
 
 @router.get("/runs/{run_id}", dependencies=[require("runs:read")], responses=_NOT_FOUND)
-async def get_run(run_id: str, engine: EngineDep) -> RunDetail:
+async def get_run(run_id: str, engine: EngineDep, scope: ScopeDep) -> RunDetail:
     """A run: its header, inputs, result, steps and the reviews it waits for."""
-    record = await engine.store.get_run(run_id)
+    record = await visible_run(engine.store, run_id, scope)
     events = await engine.store.events(run_id)
     waiting = set(pending_reviews(events)) if record.status == "waiting" else set()
     reviews = []
@@ -107,11 +123,12 @@ async def get_run(run_id: str, engine: EngineDep) -> RunDetail:
 async def get_events(
     run_id: str,
     engine: EngineDep,
+    scope: ScopeDep,
     after: Annotated[int, Query(ge=0, description="Only events with a greater seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[EventInfo]:
     """The run's journal, in order: page with ``after`` = the last ``seq`` seen."""
-    await engine.store.get_run(run_id)  # 404 for an unknown run, not an empty journal
+    await visible_run(engine.store, run_id, scope)  # 404, not an empty journal
     events = await engine.store.events(run_id, after=after)
     return [EventInfo.of(e) for e in events[:limit]]
 
@@ -131,13 +148,14 @@ _SETTLED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "waiti
 async def stream_events(
     run_id: str,
     engine: EngineDep,
+    scope: ScopeDep,
     after: Annotated[int, Query(ge=0, description="Only events with a greater seq.")] = 0,
     poll_s: Annotated[float, Query(gt=0, le=10, description="Seconds between polls.")] = 0.2,
 ) -> StreamingResponse:
     """The run's journal as server-sent events (``event: <kind>``, ``id: <seq>``, the event as
     JSON), live: new events follow as the run writes them. The stream ends with an ``end``
     event once the run has completed, failed, been cancelled or waits for a review."""
-    await engine.store.get_run(run_id)  # 404 before the stream starts
+    await visible_run(engine.store, run_id, scope)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[bytes]:
         seen = after
@@ -166,6 +184,7 @@ async def _decide(
     state: StateDep,
     engine: Engine,
 ) -> DecisionAccepted:
+    await visible_run(engine.store, run_id, TeamScope.of(principal))
     plan = await engine.plan_for_resume(run_id, force=False)
     by = body.by or principal.subject
     path = await engine.decide(run_id, body.step, approved=approved, comment=body.comment, by=by)
@@ -222,10 +241,12 @@ async def resume(
     response: Response,
     state: StateDep,
     engine: EngineDep,
+    scope: ScopeDep,
     body: Annotated[ResumeRun | None, Body()] = None,
 ) -> RunState:
     """Continue a run from its journal in the background: finished steps are replayed, never
     re-executed. A run waiting for a review just suspends again until it is decided."""
+    await visible_run(engine.store, run_id, scope)
     force = body.force if body is not None else False
     plan = await engine.plan_for_resume(run_id, force=force)
     if plan is None:
@@ -236,7 +257,8 @@ async def resume(
 
 
 @router.post("/runs/{run_id}/cancel", dependencies=[require("runs:control")], responses=_NOT_FOUND)
-async def cancel(run_id: str, engine: EngineDep) -> RunState:
+async def cancel(run_id: str, engine: EngineDep, scope: ScopeDep) -> RunState:
     """Cancel a run: a running one is interrupted, a waiting one is marked cancelled. A run that
     is already over is left as it is."""
+    await visible_run(engine.store, run_id, scope)
     return RunState.of(await engine.cancel(run_id))

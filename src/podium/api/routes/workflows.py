@@ -1,4 +1,10 @@
-"""The workflows the server offers: list them, read one with its diagram."""
+"""The workflows the server offers: list them, read one with its diagram.
+
+The served workflows are the server's catalog (the files of its workflows directory), shared by
+every team: they are configuration, not tenant data, so every caller that may read workflows sees
+all of them (:mod:`podium.api.scope`). What a team does with them — its runs, their inputs,
+outputs and model calls — is isolated by the runs and costs routes.
+"""
 
 from __future__ import annotations
 
