@@ -181,6 +181,21 @@ def test_serve_refuses_a_bad_store_url_readably(
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_plain_http_off_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code == 2
+    assert "refusing to serve plain HTTP on 0.0.0.0" in result.stderr
+    assert "server.plain_http: allow" in result.stderr
+    config = tmp_path / "gateway.yaml"
+    config.write_text("server:\n  plain_http: refuse\n")
+    refused = CliRunner().invoke(cli_app, ["serve", "--config", str(config), "--port", "1"])
+    assert refused.exit_code == 2
+    assert "server.plain_http is 'refuse'" in refused.stderr
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -26,6 +26,26 @@ def _base_url(host: str, port: int, *, https: bool = False) -> str:
     return f"{'https' if https else 'http'}://{shown}:{port}"
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _plain_http_allowed(rule: str, host: str, *, tls: bool) -> None:
+    """Refuse to serve plain HTTP where the config says not to (``server.plain_http``)."""
+    if tls or rule == "allow":
+        return
+    if rule == "refuse":
+        raise ConfigError(
+            "server.plain_http is 'refuse' but no TLS certificate is configured: set "
+            "server.tls (cert, key) or pass --tls-cert and --tls-key"
+        )
+    if host not in LOOPBACK and not host.startswith("127."):
+        raise ConfigError(
+            f"refusing to serve plain HTTP on {host}: bearer tokens and prompts would cross the "
+            "network in clear. Configure TLS (server.tls, or --tls-cert/--tls-key), bind "
+            "127.0.0.1, or set server.plain_http: allow (behind a TLS-terminating proxy)"
+        )
+
+
 def banner(base: str, token: str | None, workflows: Path) -> Panel:
     """What ``serve`` prints once at start-up. ``token`` is shown only if it was generated."""
     grid = Table.grid(padding=(0, 2))
@@ -117,6 +137,7 @@ def serve(
         key = tls_key or (tls.key if tls is not None else None)
         host = host or gateway_config.server.host
         port = port or gateway_config.server.port
+        _plain_http_allowed(gateway_config.server.plain_http, host, tls=cert is not None)
         # Fail here, readably, rather than with a traceback from inside the server's start-up.
         asyncio.run(_check_store(settings))
     except PodiumError as exc:

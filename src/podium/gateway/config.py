@@ -191,6 +191,10 @@ class ServerConfig(_Section):
     """TCP port (0: any free port)."""
     tls: TLSConfig | None = None
     """Serve HTTPS with this certificate and key (default: plain HTTP)."""
+    plain_http: Literal["allow", "loopback", "refuse"] = "loopback"
+    """Serving without TLS: ``allow`` anywhere; ``loopback`` only on a loopback address
+    (``127.0.0.1``, ``::1``, ``localhost``) — bearer tokens and prompts must not cross a
+    network in clear; ``refuse`` never (``podium serve`` exits with the reason)."""
 
 
 class ProviderConfig(_Section):
