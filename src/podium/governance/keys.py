@@ -26,6 +26,7 @@ from podium.errors import ConfigError, PodiumError
 MASTER_KEY_ENV = "PODIUM_AUDIT_MASTER_KEY"
 SIGNING_KEY_ENV = "PODIUM_AUDIT_SIGNING_KEY"
 NONCE_BYTES = 12
+DATA_KEY_BYTES = 32
 
 
 class AuditError(PodiumError):
@@ -172,9 +173,16 @@ class VerifyKey:
 
 def seal(plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
     """Encrypt with a new random data key. Returns ``(data_key, nonce || ciphertext)``."""
-    data_key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(NONCE_BYTES)
-    return data_key, nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+    material = os.urandom(DATA_KEY_BYTES + NONCE_BYTES)
+    data_key = material[:DATA_KEY_BYTES]
+    return data_key, seal_with(data_key, material[DATA_KEY_BYTES:], plaintext, aad)
+
+
+def seal_with(data_key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """``nonce || AES-256-GCM(data_key, plaintext, aad)``. The key and the nonce must be fresh
+    random bytes, never reused: batch appends slice them from one ``os.urandom`` call (one
+    system call for a thousand records instead of two per record; the same CSPRNG)."""
+    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
 
 
 def unseal(data_key: bytes, sealed: bytes, aad: bytes) -> bytes:
