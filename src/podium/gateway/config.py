@@ -30,8 +30,6 @@ from random import Random
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -52,6 +50,7 @@ from podium.gateway.config_yaml import (
     Loc,
     Money,
     Problem,
+    Section,
     ValidationContext,
     context,
     fail,
@@ -137,17 +136,7 @@ _NAME = r"^\S+$"
 # -- the sections ----------------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-        hide_input_in_errors=True,
-        allow_inf_nan=False,
-    )
-
-
-class TLSConfig(_Section):
+class TLSConfig(Section):
     """The server's certificate and private key (PEM). Both or neither."""
 
     cert: Path | None = None
@@ -182,7 +171,7 @@ class TLSConfig(_Section):
         return self.cert is not None and self.key is not None
 
 
-class ServerConfig(_Section):
+class ServerConfig(Section):
     """Where the gateway listens."""
 
     host: str = "127.0.0.1"
@@ -197,7 +186,7 @@ class ServerConfig(_Section):
     network in clear; ``refuse`` never (``podium serve`` exits with the reason)."""
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(Section):
     """Overrides for every deployment of one hosted provider."""
 
     base_url: str | None = None
@@ -207,7 +196,7 @@ class ProviderConfig(_Section):
     variable, e.g. ``OPENAI_API_KEY``)."""
 
 
-class DeploymentConfig(_Section):
+class DeploymentConfig(Section):
     """One way to reach a catalog model."""
 
     model: str = Field(min_length=1)
@@ -260,7 +249,7 @@ class DeploymentConfig(_Section):
         return self
 
 
-class CascadeConfig(_Section):
+class CascadeConfig(Section):
     """Options of the ``cascade`` strategy."""
 
     threshold: float = Field(default=0.5, ge=0, le=1)
@@ -269,7 +258,7 @@ class CascadeConfig(_Section):
     """An answer whose confidence is below this is escalated to the next tier."""
 
 
-class LearnedConfig(_Section):
+class LearnedConfig(Section):
     """Options of the ``learned`` strategy (see ``podium route train``)."""
 
     artefact: Path
@@ -379,7 +368,7 @@ class LearnedConfig(_Section):
         )
 
 
-class GroupConfig(_Section):
+class GroupConfig(Section):
     """A name clients call (as the request's ``model``) over deployments."""
 
     name: str = Field(pattern=_NAME)
@@ -509,7 +498,7 @@ _STRATEGIES: dict[str, type[RoutingStrategy]] = {
 """The strategies built without arguments."""
 
 
-class RetryConfig(_Section):
+class RetryConfig(Section):
     """Retries, backoff and timeouts (:class:`~podium.gateway.resilience.RetryPolicy`)."""
 
     attempts_per_deployment: int = Field(default=_RETRY.attempts_per_deployment, ge=1)
@@ -530,7 +519,7 @@ class RetryConfig(_Section):
     """The whole call, waits included, until an answer or a stream's first chunk (null: none)."""
 
 
-class BreakerConfig(_Section):
+class BreakerConfig(Section):
     """A circuit breaker per deployment (:class:`~podium.gateway.breaker.BreakerPolicy`)."""
 
     consecutive_failures: int = Field(default=_BREAKER.consecutive_failures, ge=1)
@@ -565,7 +554,7 @@ def _url_for(backend: str | None, url: str | None, ctx: ValidationContext) -> st
     return str(ctx.resolve(Path(url.removeprefix("sqlite:///"))))
 
 
-class CacheConfig(_Section):
+class CacheConfig(Section):
     """The response cache (:class:`~podium.gateway.cache.CachePolicy` and its backend)."""
 
     enabled: bool = True
@@ -621,7 +610,7 @@ class CacheConfig(_Section):
         return self.url if self.backend == "redis" else None
 
 
-class LimitRuleConfig(_Section):
+class LimitRuleConfig(Section):
     """The rate limits of one scope."""
 
     scope: str
@@ -655,7 +644,7 @@ class LimitRuleConfig(_Section):
         return self
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(Section):
     """Rate limits (:class:`~podium.gateway.limits.LimitRule`) and where their counters live."""
 
     backend: LimitBackend = "memory"
@@ -679,7 +668,7 @@ class LimitsConfig(_Section):
         return self
 
 
-class BudgetConfig(_Section):
+class BudgetConfig(Section):
     """A spend limit on one scope over one window (:class:`~podium.finops.budgets.Budget`)."""
 
     id: str = Field(min_length=1, max_length=200)
@@ -698,7 +687,7 @@ class BudgetConfig(_Section):
     """Fractions of the limit whose crossing raises an alert, e.g. ``["0.8", "1"]``."""
 
 
-class PricingConfig(_Section):
+class PricingConfig(Section):
     """How calls without a known price are treated."""
 
     allow_unpriced: bool = False
@@ -706,7 +695,7 @@ class PricingConfig(_Section):
     ledger and no budget can hold them); false refuses such calls."""
 
 
-class GovernanceConfig(_Section):
+class GovernanceConfig(Section):
     """Policy, PII redaction and the audit trail on every call (see ``docs/policy.md``,
     ``docs/audit.md``)."""
 
@@ -733,7 +722,7 @@ class GovernanceConfig(_Section):
         return path
 
 
-class KeyConfig(_Section):
+class KeyConfig(Section):
     """A client API key of the gateway; its secret comes from an environment variable."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -765,7 +754,7 @@ class ClientKey:
 # -- the file --------------------------------------------------------------------------------------
 
 
-class GatewayConfig(_Section):
+class GatewayConfig(Section):
     """The gateway's configuration file. Build it with :meth:`load` (or :meth:`parse`,
     :meth:`default`); every section is optional."""
 

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+)
 
 from podium.errors import ConfigError, DefinitionIssue
 from podium.workflows.loader import show_value
@@ -31,6 +38,21 @@ from podium.workflows.loader import show_value
 if TYPE_CHECKING:
     from podium.models.catalog import Catalog
     from podium.workflows.loader import Source
+
+
+class Section(BaseModel):
+    """The base of every mapping of a configuration file (the gateway's, a policy's): unknown
+    keys are errors, values are frozen, field docstrings document the keys, inputs (which may
+    hold secrets) are never echoed in errors, and NaN or infinite numbers are refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
+    )
+
 
 Loc = tuple[str | int, ...]
 

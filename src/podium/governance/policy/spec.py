@@ -35,6 +35,7 @@ from podium.gateway.config_yaml import (
     Loc,
     Money,
     Problem,
+    Section,
     ValidationContext,
     context,
     fail,
@@ -120,17 +121,7 @@ class PolicyFileError(ConfigError):
         super().__init__("\n".join(format_issue(i) for i in self.issues))
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-        hide_input_in_errors=True,
-        allow_inf_nan=False,
-    )
-
-
-class SelectorSpec(_Section):
+class SelectorSpec(Section):
     """Who a rule applies to. Every selector written must match (and); within one list any
     pattern may match (or). A caller without the attribute (no project…) is matched as the
     empty string, so only ``*`` matches it."""
@@ -161,7 +152,7 @@ class SelectorSpec(_Section):
         return {k: v for k, v in self.model_dump(exclude_none=True).items() if v is not None}
 
 
-class TargetSpec(_Section):
+class TargetSpec(Section):
     """The models a rule allows or denies. Every list written must match (and)."""
 
     models: tuple[Glob, ...] | None = Field(default=None, min_length=1)
@@ -182,7 +173,7 @@ class TargetSpec(_Section):
         return self
 
 
-class RuleSpec(_Section):
+class RuleSpec(Section):
     """Which models a set of callers may (``allow``) or may not (``deny``) use."""
 
     id: str = Field(pattern=_ID)
@@ -206,7 +197,7 @@ class RuleSpec(_Section):
         return self
 
 
-class ClassPii(_Section):
+class ClassPii(Section):
     """A data class's own PII actions; a destination left out keeps the ``pii:`` section's."""
 
     local: PiiAction | None = None
@@ -228,7 +219,7 @@ class ClassPii(_Section):
         return value
 
 
-class ClassSpec(_Section):
+class ClassSpec(Section):
     """One data class: where its requests may go and what happens to their personal data."""
 
     destinations: tuple[Destination, ...]
@@ -332,7 +323,7 @@ def _valid_class(name: str) -> bool:
     return re.fullmatch(_CLASS, name) is not None
 
 
-class CeilingSpec(_Section):
+class CeilingSpec(Section):
     """Per-call limits for a set of callers (the first matching ceiling applies)."""
 
     id: str = Field(pattern=_ID)
@@ -358,7 +349,7 @@ class CeilingSpec(_Section):
         return self
 
 
-class PiiSpec(_Section):
+class PiiSpec(Section):
     """Personal data in requests: which kinds to look for and what to do per destination."""
 
     entities: tuple[str, ...] = Field(default=DEFAULT_PII_ENTITIES, min_length=1)
@@ -395,7 +386,7 @@ class PiiSpec(_Section):
         return value
 
 
-class RetentionSpec(_Section):
+class RetentionSpec(Section):
     """How long the records of some callers' data classes are kept."""
 
     id: str = Field(pattern=_ID)
@@ -410,7 +401,7 @@ class RetentionSpec(_Section):
     """Records older than this many days are deleted (the shortest matching rule wins)."""
 
 
-class PolicySpec(_Section):
+class PolicySpec(Section):
     """A policy file. Only ``policy:`` is required; every section has a default."""
 
     policy: str = Field(pattern=_ID)
