@@ -1,5 +1,6 @@
 """:class:`AuditSink`: a gateway record sink (:data:`podium.gateway.records.RecordSink`) that
-appends one ``model_call`` record per call. Not wired into the gateway by default."""
+appends one ``model_call`` record per call, for users' own gateways; Podium's gateway audits through
+:class:`~podium.governance.gate.Governance`, which builds on :func:`call_entry`."""
 
 from __future__ import annotations
 
