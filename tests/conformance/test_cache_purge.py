@@ -4,7 +4,6 @@ and nothing else; ``namespaces`` lists who has entries."""
 
 from __future__ import annotations
 
-import uuid
 from array import array
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,12 +11,7 @@ from pathlib import Path
 import pytest
 
 from podium.gateway.cache import CacheBackend, StoredEntry, unit_vector
-from podium.gateway.cache_backends import (
-    MemoryCacheBackend,
-    RedisCacheBackend,
-    SQLiteCacheBackend,
-)
-from tests.gateway.conftest import connect_redis, delete_prefix
+from tests.conformance.cache_support import KINDS, cache_backend
 
 NOW = 1_700_000_000.0
 NS_A, NS_B = "org:acme/team:search", "org:acme/team:ads"
@@ -25,23 +19,11 @@ NS_ORG = "org:acme"
 BUCKET = "b" * 64
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=KINDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CacheBackend]:
-    """Each backend in turn, empty; Redis keys live under a prefix deleted afterwards."""
-    if request.param == "memory":
-        yield MemoryCacheBackend(max_entries=1000)
-    elif request.param == "sqlite":
-        sqlite = SQLiteCacheBackend(tmp_path / "cache" / "podium-cache.db")
-        yield sqlite
-        await sqlite.close()
-    else:
-        client = await connect_redis()
-        prefix = f"podium-test:{uuid.uuid4().hex}:"
-        try:
-            yield RedisCacheBackend(client, prefix=prefix)
-        finally:
-            await delete_prefix(client, prefix)
-            await client.aclose()
+    """Each backend in turn, empty."""
+    async with cache_backend(request.param, tmp_path) as opened:
+        yield opened
 
 
 def key(i: int) -> str:
