@@ -25,6 +25,7 @@ from podium.governance import (
     MasterKey,
     PayloadShredded,
     SigningKey,
+    audit,
     canonical_json,
 )
 from podium.governance.chain import chain_hash, record_hash
@@ -350,6 +351,71 @@ def test_canonical_json() -> None:
         canonical_json({"x": Decimal("NaN")})
     with pytest.raises(ValueError, match="not JSON compliant"):
         canonical_json({"x": float("nan")})
+
+
+async def test_unusual_values_round_trip_and_verify(open_log: OpenLog) -> None:
+    """Fields and payloads beyond the usual shapes: floats orjson spells differently from
+    Python's ``json`` (1e16), nested and unsorted keys, ``None``, non-ASCII, a ``str`` subclass
+    and an int beyond 64 bits (both taken by the stdlib path), integer payload keys."""
+
+    class Label(str):
+        pass
+
+    log = await open_log()
+    fields = {"z": 1e16, "a": {"y": 1e-7, "b": [1.5, None]}, "é": "ünï", "n": None}
+    await log.append_many(
+        [
+            AuditEntry(
+                "model_call", "k", "ml", fields, {"p": 1e16, 3: "three", "d": Decimal("2.50")}
+            ),
+            AuditEntry("model_call", "k", None, {"label": Label("x"), "big": 2**70}, [2**70]),
+            AuditEntry("model_call", "k", "ml", {}, None),
+        ]
+    )
+    records = await log.records()
+    assert records[0].fields == {
+        "z": 1e16,
+        "a": {"y": 1e-7, "b": [1.5, None]},
+        "é": "ünï",
+        "n": None,
+    }
+    assert records[1].fields == {"label": "x", "big": 2**70}
+    assert await log.decrypt(1) == {"p": 1e16, "3": "three", "d": "2.50"}
+    assert await log.decrypt(2) == [2**70]
+    assert await log.decrypt(3) is None
+    assert (await log.verify()).ok
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ({"x": float("nan")}, ValueError),
+        ({"x": [float("inf")]}, ValueError),
+        ({"x": Decimal("NaN")}, ValueError),
+        ({"x": object()}, TypeError),
+    ],
+)
+async def test_header_values_json_cannot_carry_faithfully_are_refused(
+    open_log: OpenLog, header: dict[Any, Any], error: type[Exception]
+) -> None:
+    log = await open_log()
+    with pytest.raises(error):
+        await log.append(AuditEntry("model_call", "k", None, header, "p"))
+    assert await log.records() == []
+
+
+def test_the_aad_of_a_header_written_by_the_stdlib_encoder_is_unchanged() -> None:
+    """Records appended before orjson wrote the fields: their AAD was
+    ``canonical_json([kind, actor, team, fields])``, and reading it from the stored header
+    gives exactly that (so they still decrypt)."""
+    for fields in ({}, {"kind": "x", "fields": {"kind": 1}}, {"a": [1e16, {"b": None}]}):
+        for actor, team in (("key_1", None), ('"quoted", "kind":', "ml")):
+            header = canonical_json(
+                {"v": 1, "seq": 7, "ts": 1.5, "kind": "model_call", "actor": actor,
+                 "team": team, "fields": fields}
+            )  # fmt: skip
+            legacy = canonical_json(["model_call", actor, team, fields]).encode()
+            assert audit._aad(header) == legacy
 
 
 def test_the_public_api_is_pinned() -> None:
