@@ -45,8 +45,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Row, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from podium.errors import StoreError
@@ -272,33 +272,59 @@ class AuditLog:
         entries: Sequence[AuditEntry],
         sealed: Sequence[_Sealed],
     ) -> list[AuditRecord]:
+        """One transaction on the raw DBAPI connection (SQLAlchemy's transaction, statement
+        compilation and result rows cost ~3x the SQL of a one-record append on SQLite); a
+        writer that lost a race for ``seq`` (another process appended first) tries again."""
+        dbapi = self._db.engine.dialect.loaded_dbapi
         for attempt in range(_MAX_RETRIES):
             try:
-                with self._db.transaction() as conn:
-                    return self._append_in(conn, entries, sealed)
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, IntegrityError) or attempt == _MAX_RETRIES - 1:
-                    raise
+                connection = self._db.engine.raw_connection()
+                try:
+                    raw = connection.dbapi_connection
+                    assert raw is not None
+                    try:
+                        out = self._append_in(raw, entries, sealed)
+                        raw.commit()
+                        return out
+                    except BaseException:
+                        raw.rollback()
+                        raise
+                finally:
+                    connection.close()
+            except dbapi.IntegrityError as exc:
+                if attempt == _MAX_RETRIES - 1:
+                    raise _store_error(exc, dbapi) from exc
+            except dbapi.Error as exc:
+                raise _store_error(exc, dbapi) from exc
+            except SQLAlchemyError as exc:  # checking a connection out of the pool
+                raise _store_error(getattr(exc, "orig", None) or exc, dbapi) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _append_in(
         self,
-        conn: Connection,
+        raw: Any,
         entries: Sequence[AuditEntry],
         sealed: Sequence[_Sealed],
     ) -> list[AuditRecord]:
         assert self._master is not None
-        if self._db.dialect == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_AUDIT_LOCK_KEY})
-        last = conn.execute(
-            select(_R.c.seq, _R.c.chain_hash).order_by(_R.c.seq.desc()).limit(1)
-        ).first()
-        seq, prev = (0, GENESIS) if last is None else (int(last.seq), str(last.chain_hash))
+        postgres = self._db.dialect == "postgresql"
+        mark = "%s" if postgres else "?"
+        cursor = raw.cursor()
+        try:
+            if postgres:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PG_AUDIT_LOCK_KEY,))
+            else:  # the write lock now: the read below must see the last committed record
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(f"SELECT seq, chain_hash FROM {_R.name} ORDER BY seq DESC LIMIT 1")
+            last = cursor.fetchone()
+        finally:
+            cursor.close()
+        seq, prev = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
         ts = self._clock.now()
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
         out: list[AuditRecord] = []
-        checkpoints: list[dict[str, Any]] = []
+        checkpoints: list[tuple[Any, ...]] = []
         ts_text = canonical_json(ts)
         key_id = self._master.key_id
         sha = hashlib.sha256
@@ -337,12 +363,15 @@ class AuditLog:
                 )
             )  # fmt: skip
             if every and seq % every == 0:
-                checkpoints.append(self._sign(seq, link, ts))
+                signed = self._sign(seq, link, ts)
+                checkpoints.append(tuple(signed[name] for name in _CHECKPOINT_COLUMNS))
             prev = link
-        _insert_many(conn, _R.name, COLUMNS, rows, _PG_RECORD_TYPES)
-        _insert_many(conn, _K.name, ("seq", "master_key_id", "wrapped_key"), keys, _PG_KEY_TYPES)
+        _insert_many(raw, mark, _R.name, COLUMNS, rows, _PG_RECORD_TYPES)
+        _insert_many(
+            raw, mark, _K.name, ("seq", "master_key_id", "wrapped_key"), keys, _PG_KEY_TYPES
+        )
         if checkpoints:
-            conn.execute(insert(_C), checkpoints)
+            _insert_many(raw, mark, _C.name, _CHECKPOINT_COLUMNS, checkpoints, ())
         return out
 
     def _sign(self, seq: int, chain: str, ts: float) -> dict[str, Any]:
@@ -887,6 +916,8 @@ def _aad(header_text: str) -> bytes:
 _PG_RECORD_TYPES = ("int8", "float8", *["text"] * 4, "bytea", *["text"] * 4)
 """The binary ``COPY`` types of :data:`COLUMNS` (``text`` is also ``varchar``'s wire format)."""
 _PG_KEY_TYPES = ("int8", "text", "bytea")
+_KEY_COLUMNS = ("seq", "master_key_id", "wrapped_key")
+_CHECKPOINT_COLUMNS = ("seq", "chain_hash", "ts", "signer_key_id", "signature")
 _FORK = "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -955,31 +986,39 @@ def _walk_range(
 
 
 def _insert_many(
-    conn: Connection,
+    raw: Any,
+    mark: str,
     table: str,
     columns: Sequence[str],
-    rows: list[tuple[Any, ...]],
+    rows: Sequence[tuple[Any, ...]],
     pg_types: Sequence[str],
 ) -> None:
-    """The batched append's hot path, inside the connection's transaction, without
-    SQLAlchemy's per-row parameter processing (plain types only): binary ``COPY`` on
-    PostgreSQL (one stream instead of a statement per row: ~3x faster here; binary, so the
-    payloads travel as bytes, not hex text the server parses), ``executemany`` on SQLite."""
+    """The append's inserts on the raw DBAPI connection, inside its transaction (plain types
+    only): binary ``COPY`` on PostgreSQL when ``pg_types`` are given (one stream instead of a
+    statement per row: ~3x faster here; binary, so the payloads travel as bytes, not hex text
+    the server parses), ``executemany`` otherwise."""
     names = ", ".join(columns)  # names from our own schema, never input
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = raw.cursor()
     try:
-        if conn.dialect.name == "postgresql" and len(rows) > 1:
+        if mark == "%s" and pg_types and len(rows) > 1:
             with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(pg_types)
                 for row in rows:
                     copy.write_row(row)
             return
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor.executemany(
             f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows
         )
     finally:
         cursor.close()
+
+
+def _store_error(exc: BaseException, dbapi: Any) -> StoreError:
+    """A database error as :class:`StoreError`, as :meth:`SQLRunner.errors` words it
+    (``retryable`` for an ``OperationalError``: a lost connection, a lock timeout)."""
+    error = StoreError(f"store error: {type(exc).__name__}: {exc}")
+    error.retryable = isinstance(exc, dbapi.OperationalError)
+    return error
 
 
 def _record(row: Row[Any]) -> AuditRecord:
