@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import struct
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -681,7 +681,7 @@ def chat_completion(response: ChatResponse, *, request_id: str, created: int) ->
 
 def sse(data: Mapping[str, Any]) -> bytes:
     """One server-sent event carrying ``data`` as JSON."""
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"
