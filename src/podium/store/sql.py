@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from podium.errors import ConfigError, JournalConflict, RunNotFound, StoreError
-from podium.store import schema
+from podium.store import checkpoint, schema
 from podium.store.migrations import upgrade_to_head
 from podium.store.purge import CONTENT_EVENTS, purge_event_data, purge_run_fields
 from podium.types import Event, RunRecord, RunStatus, RunUpdate
@@ -500,7 +500,10 @@ def create_store_engine(url: URL, *, sqlite_synchronous: str = "NORMAL") -> Engi
         poolclass=StaticPool if in_memory else QueuePool,
         connect_args={"check_same_thread": False},
     )
-    event.listen(engine, "connect", _sqlite_pragmas(level))
+    background = not in_memory and not database.startswith("file:")
+    event.listen(engine, "connect", _sqlite_pragmas(level, autocheckpoint=not background))
+    if background:  # checkpoints off the event loop (see podium.store.checkpoint)
+        checkpoint.register(database, engine)
     return engine
 
 
@@ -526,7 +529,7 @@ def sqlite_wal(execute: Callable[[str], Any], timeout_s: float) -> None:
             time.sleep(0.005)
 
 
-def _sqlite_pragmas(level: str) -> Callable[[Any, Any], None]:
+def _sqlite_pragmas(level: str, *, autocheckpoint: bool) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
@@ -534,6 +537,8 @@ def _sqlite_pragmas(level: str) -> Callable[[Any, Any], None]:
             sqlite_wal(cursor.execute, SQLITE_BUSY_TIMEOUT_MS / 1000)
             cursor.execute(f"PRAGMA synchronous={level}")  # validated against SQLITE_SYNCHRONOUS
             cursor.execute("PRAGMA foreign_keys=ON")
+            if not autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
             cursor.close()
 
