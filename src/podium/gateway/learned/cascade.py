@@ -14,32 +14,63 @@ only in part:
   bound on both).
 
 Cost is what the cascade pays: both cheap calls, plus the premium call when it escalates.
+
+:func:`routed_cascade` puts cascades beside single models as the *actions* a router chooses
+from, per request: a cascade only where answers are lettered options (exact-match; free-form
+answers such as code have no well-defined agreement), each action's quality and cost predicted
+by its per-task rates on the training folds (the text carries next to no per-prompt signal on
+RouterBench, see ``benchmarks/README.md``), the operating point picked by nested
+cross-validation, and the result reported under both bounds and under the *conservative*
+pairing of the pessimistic accuracy with the optimistic cost — never the optimistic side alone.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from podium.finops.ledger import EXACT
 from podium.gateway.learned.data import Example
-from podium.gateway.learned.evaluate import Outcomes, Point, point
-from podium.gateway.learned.features import question_of
+from podium.gateway.learned.evaluate import (
+    Outcomes,
+    Point,
+    keys_of,
+    lookup_predictions,
+    nested_choices,
+    point,
+    score_folds,
+)
+from podium.gateway.learned.features import Matrix, question_of
 
-__all__ = ["Bound", "agreement_cascade", "two_choice"]
+__all__ = [
+    "Bound",
+    "RoutedCascade",
+    "agreement_cascade",
+    "cascade_actions",
+    "options",
+    "routed_cascade",
+    "two_choice",
+]
 
 Bound = Literal["pessimistic", "optimistic"]
 
 _OPTION = re.compile(r"^\s*\(?([A-H])[).:]\s", re.M)
 
 
+def options(prompt: str) -> int:
+    """How many lettered options (``A)``, ``B)``…) the question offers (0: a free-form answer)."""
+    return len(set(_OPTION.findall(question_of(prompt))))
+
+
 def two_choice(prompt: str) -> bool:
     """The question offers exactly two lettered options."""
-    return len(set(_OPTION.findall(question_of(prompt)))) == 2
+    return options(prompt) == 2
 
 
 def agreement_cascade(
@@ -97,3 +128,116 @@ def cheap_pairs(outcomes: Outcomes, limit: int = 4) -> list[tuple[str, str]]:
     cheap.sort(key=lambda j: -outcomes.quality[:, j].mean())
     top = [outcomes.models[j] for j in cheap[:limit]]
     return [(x, y) for n, x in enumerate(top) for y in top[n + 1 :]]
+
+
+def cascade_actions(
+    examples: Sequence[Example],
+    outcomes: Outcomes,
+    pairs: Sequence[tuple[str, str]],
+    bound: Bound,
+) -> tuple[Outcomes, NDArray[np.bool_]]:
+    """Every single model and every cascade ``first + second → premium`` of ``pairs`` as
+    columns of one :class:`Outcomes` (what each would score and pay on each row under
+    ``bound``), and where each is available (rows x actions): a cascade only on questions with
+    lettered options."""
+    n, m = len(examples), len(outcomes.models)
+    top = outcomes.premium_index
+    lettered = np.array([options(e.prompt) >= 2 for e in examples])
+    exact = np.array([two_choice(e.prompt) for e in examples])
+    quality = [outcomes.quality[:, j] for j in range(m)]
+    costs = [[outcomes.costs[i][j] for i in range(n)] for j in range(m)]
+    valid = [np.ones(n, dtype=bool) for _ in range(m)]
+    names = list(outcomes.models)
+    with localcontext(EXACT):
+        for first, second in pairs:
+            a, b = outcomes.models.index(first), outcomes.models.index(second)
+            qa, qb = outcomes.quality[:, a] >= 0.5, outcomes.quality[:, b] >= 0.5
+            both_wrong_agree = exact | (bound == "pessimistic")
+            agree = np.where(qa != qb, False, np.where(qa, True, both_wrong_agree))
+            quality.append(np.where(agree, outcomes.quality[:, a], outcomes.quality[:, top]))
+            costs.append(
+                [
+                    outcomes.costs[i][a]
+                    + outcomes.costs[i][b]
+                    + (Decimal(0) if agree[i] else outcomes.costs[i][top])
+                    for i in range(n)
+                ]
+            )
+            valid.append(lettered)
+            names.append(f"cascade {short(first)}+{short(second)}→{short(outcomes.premium)}")
+    table = Outcomes(
+        tuple(names),
+        np.array(quality, dtype=np.float64).T,
+        tuple(tuple(col[i] for col in costs) for i in range(n)),
+        outcomes.premium,
+    )
+    return table, np.array(valid).T
+
+
+@dataclass(frozen=True)
+class RoutedCascade:
+    """:func:`routed_cascade`'s result: the same per-request choices scored under each bound,
+    and conservatively (pessimistic accuracy, optimistic cost)."""
+
+    actions: tuple[str, ...]
+    pooled: dict[str, Point]
+    """``pessimistic``, ``optimistic``, ``conservative`` → every row."""
+    per_fold: dict[str, list[Point]]
+    shares: dict[str, float]
+    """Share of requests per action chosen at least once."""
+
+
+def routed_cascade(
+    examples: Sequence[Example],
+    outcomes: Outcomes,
+    folds: NDArray[np.intp],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    target: float = 0.95,
+    decide: Bound = "pessimistic",
+) -> RoutedCascade | None:
+    """Route each request to a single model or a cascade (:func:`cascade_actions`), with
+    per-task lookup predictions under the ``decide`` bound and the ``target`` operating point
+    picked by nested cross-validation over ``folds``; ``None`` when the target is not reached
+    on some fold's training curve."""
+    tables = {b: cascade_actions(examples, outcomes, pairs, b) for b in BOUNDS}
+    table, valid = tables[decide]
+    cost: Matrix = np.array([[float(c) for c in row] for row in table.costs], dtype=np.float64)
+    tasks = [e.task for e in examples]
+    pred = lookup_predictions(
+        table.quality, cost, tasks, folds, table.premium_index, keys_of(examples)
+    )
+    pred = replace(pred, p=np.where(valid, pred.p, -1e6))  # an unavailable action never wins
+    got = nested_choices(table, pred, target)
+    if got is None:
+        return None
+    chosen, policies = got
+    pooled: dict[str, Point] = {}
+    per: dict[str, list[Point]] = {}
+    for bound in BOUNDS:
+        label = f"router + cascades ({bound})"
+        pooled[bound], per[bound] = score_folds(tables[bound][0], chosen, folds, policies, label)
+    pooled["conservative"] = _conservative(pooled["pessimistic"], pooled["optimistic"])
+    per["conservative"] = [
+        _conservative(a, b) for a, b in zip(per["pessimistic"], per["optimistic"], strict=True)
+    ]
+    shares = {
+        name: round(float(np.mean(chosen == j)), 4)
+        for j, name in enumerate(table.models)
+        if np.any(chosen == j)
+    }
+    return RoutedCascade(table.models, pooled, per, shares)
+
+
+BOUNDS: tuple[Bound, ...] = ("pessimistic", "optimistic")
+
+
+def _conservative(low: Point, high: Point) -> Point:
+    """The accuracy of the pessimistic bound with the cost of the optimistic one."""
+    return replace(
+        low,
+        label=low.label.replace("pessimistic", "conservative"),
+        mean_cost=high.mean_cost,
+        cost_ratio=high.cost_ratio,
+        cost_vs_best=high.cost_vs_best,
+    )

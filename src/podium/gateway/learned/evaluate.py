@@ -8,6 +8,12 @@ premium model and to the best single model. :func:`cheapest_reaching` picks the 
 that keeps a share of the premium model's accuracy; :func:`per_fold` shows how much one fixed
 policy varies from fold to fold.
 
+:func:`mixed_sweep` adds the points between the curve's hull vertices that a policy mixing two
+λs reaches (:func:`~podium.gateway.learned.policy.mix_for_target`), each scored with the real
+per-request split. Picking the operating point on the same out-of-fold predictions it is then
+scored on flatters it a little; :func:`nested_target` picks it on the other folds only, fold by
+fold, as a trained artefact's ``target`` policy would meet new traffic.
+
 Costs are summed as exact ``Decimal``\\ s and compared with
 :class:`~podium.finops.reports.BaselineComparison`, the arithmetic of the gateway's savings
 report ("everything on the premium model" against what the router pays).
@@ -16,6 +22,7 @@ report ("everything on the premium model" against what the router pays).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +35,16 @@ from podium.finops.ledger import EXACT
 from podium.finops.reports import BaselineComparison
 from podium.gateway.learned.data import Example, model_names
 from podium.gateway.learned.features import Embedder, Matrix, featurize, question_of, task_onehot
-from podium.gateway.learned.policy import LAMBDAS, THRESHOLDS, CurvePoint, Policy, choose
+from podium.gateway.learned.policy import (
+    LAMBDAS,
+    THRESHOLDS,
+    CurvePoint,
+    Policy,
+    choose,
+    hull,
+    mix_for_target,
+    request_key,
+)
 from podium.gateway.learned.predictor import CostModel, QualityPredictor
 from podium.gateway.learned.router import TrainedRouter, TrainOptions, matrices, premium_of
 
@@ -39,7 +55,12 @@ __all__ = [
     "cheapest_reaching",
     "cross_validate",
     "grouped_folds",
+    "lookup_predictions",
+    "mixed_sweep",
+    "nested_choices",
+    "nested_target",
     "per_fold",
+    "policy_of",
     "sweep",
 ]
 
@@ -119,6 +140,10 @@ class Point:
     threshold: float | None = None
     shares: tuple[float, ...] = ()
     """Share of requests sent to each model."""
+    lam_alt: float | None = None
+    """A mixed operating point's second λ (see :class:`~podium.gateway.learned.policy.Policy`)."""
+    share_alt: float = 0.0
+    """The share of requests (by request key) on ``lam_alt``."""
 
 
 def point(
@@ -131,6 +156,8 @@ def point(
     threshold: float | None = None,
     paid: Decimal | None = None,
     accuracy: float | None = None,
+    lam_alt: float | None = None,
+    share_alt: float = 0.0,
 ) -> Point:
     """Score a choice per row (``chosen[k]`` for ``rows[k]``); a cascade passes what it
     ``paid`` and the ``accuracy`` it kept, which differ from the chosen model's."""
@@ -158,6 +185,8 @@ def point(
         lam,
         threshold,
         shares,
+        lam_alt,
+        share_alt,
     )
 
 
@@ -199,6 +228,15 @@ class Predictions:
     c: Matrix
     """Predicted cost relative to the premium model's mean, rows x models."""
     folds: NDArray[np.intp]
+    keys: NDArray[np.float64] | None = None
+    """Per row, :func:`~podium.gateway.learned.policy.request_key` of its prompt (what a mixed
+    policy splits by; ``None``: mixed policies use their first λ)."""
+
+
+def keys_of(examples: Sequence[Example]) -> NDArray[np.float64]:
+    """Each example's :func:`~podium.gateway.learned.policy.request_key` (its prompt is the
+    request text)."""
+    return np.array([request_key(e.prompt) for e in examples], dtype=np.float64)
 
 
 def cross_validate(
@@ -237,7 +275,36 @@ def cross_validate(
         reference = float(cost[train, premium].mean()) or 1.0
         p[test] = q.predict(x[test], onehot[test])
         c[test] = cm.predict(chars[test], onehot[test]) / reference
-    return Predictions(p, c, folds)
+    return Predictions(p, c, folds, keys_of(examples))
+
+
+def lookup_predictions(
+    quality: Matrix,
+    cost: Matrix,
+    groups: Sequence[str | None],
+    folds: NDArray[np.intp],
+    premium: int,
+    keys: NDArray[np.float64] | None = None,
+) -> Predictions:
+    """The lookup-table predictor: per row, each column's smoothed mean quality and mean cost
+    (relative to the premium column's mean) over the *training* folds' rows of the same group
+    (task tag; rows without one, or of a group absent from training, get the overall rates).
+
+    It knows nothing of a prompt but its group — the baseline a text model has to beat, and
+    the predictor of :func:`podium.gateway.learned.cascade.routed_cascade`'s actions."""
+    p, c = np.zeros_like(quality), np.zeros_like(quality)
+    names = np.array(["" if g is None else g for g in groups], dtype=object)
+    for k in sorted(set(folds.tolist())):
+        train, test = folds != k, folds == k
+        ref = float(cost[train, premium].mean()) or 1.0
+        for g in set(names[test].tolist()):
+            tr = train & (names == g) if g else train
+            if not tr.any():
+                tr = train
+            te = test & (names == g)
+            p[te] = (quality[tr].sum(axis=0) + 0.5) / (tr.sum() + 1.0)
+            c[te] = cost[tr].mean(axis=0) / ref
+    return Predictions(p, c, folds, keys)
 
 
 def predictions_of(
@@ -254,7 +321,7 @@ def predictions_of(
         embedder=embedder,
         embeddings=embeddings,
     )
-    return Predictions(p, c, np.zeros(len(examples), dtype=np.intp))
+    return Predictions(p, c, np.zeros(len(examples), dtype=np.intp), keys_of(examples))
 
 
 # -- curves ------------------------------------------------------------------------------------
@@ -276,6 +343,88 @@ def sweep(
             chosen = choose(p, c, Policy("tradeoff", lam=lam))
             out.append(point(outcomes, chosen, rows, f"λ={lam:g}", lam=lam))
     return out
+
+
+def policy_of(pt: Point) -> Policy:
+    """The ``tradeoff`` policy (one λ or a mix of two) that produced a curve point."""
+    return Policy("tradeoff", lam=pt.lam or 0.0, lam_alt=pt.lam_alt, share_alt=pt.share_alt)
+
+
+def mixed_sweep(
+    outcomes: Outcomes,
+    pred: Predictions,
+    points: Sequence[Point],
+    rows: Sequence[int] | None = None,
+    steps: int = 50,
+) -> list[Point]:
+    """Points between each pair of neighbouring hull vertices of the ``tradeoff`` sweep
+    ``points`` (on ``rows``), at ``steps`` shares of requests on the dearer vertex, each scored
+    with the real split of the rows by request key (not the interpolated expectation)."""
+    rows = list(range(len(outcomes.costs))) if rows is None else list(rows)
+    keys = pred.keys[rows] if pred.keys is not None else None
+    vertices = hull(curve_points(points))
+    out: list[Point] = []
+    for lo, hi in itertools.pairwise(vertices):
+        for step in range(1, steps):
+            share = step / steps
+            policy = Policy("tradeoff", lam=lo.lam, lam_alt=hi.lam, share_alt=share)
+            chosen = choose(pred.p[rows], pred.c[rows], policy, keys)
+            label = f"λ={lo.lam:g}, {share:.0%} at λ={hi.lam:g}"
+            out.append(
+                point(outcomes, chosen, rows, label, lam=lo.lam, lam_alt=hi.lam, share_alt=share)
+            )
+    return out
+
+
+def nested_choices(
+    outcomes: Outcomes, pred: Predictions, target: float
+) -> tuple[NDArray[np.intp], list[Policy]] | None:
+    """Per row, the column a ``target`` policy chooses when its operating point is picked
+    without the row's fold: for each fold, :func:`mix_for_target` on the ``tradeoff`` curve of
+    the *other* folds' out-of-fold predictions. Also the policy of each fold. ``None`` when
+    some fold's curve never reaches ``target``."""
+    n = len(outcomes.costs)
+    chosen = np.zeros(n, dtype=np.intp)
+    policies: list[Policy] = []
+    for k in sorted(set(pred.folds.tolist())):
+        test = [i for i in range(n) if pred.folds[i] == k]
+        train = [i for i in range(n) if pred.folds[i] != k]
+        policy = mix_for_target(curve_points(sweep(outcomes, pred, rows=train)), target)
+        if policy is None:
+            return None
+        keys = pred.keys[test] if pred.keys is not None else None
+        chosen[test] = choose(pred.p[test], pred.c[test], policy, keys)
+        policies.append(policy)
+    return chosen, policies
+
+
+def nested_target(
+    outcomes: Outcomes, pred: Predictions, target: float
+) -> tuple[Point | None, list[Point]]:
+    """:func:`nested_choices` scored: the pooled point (every row routed by its own fold's
+    policy; ``None`` if a fold's curve never reaches ``target``) and one point per fold."""
+    got = nested_choices(outcomes, pred, target)
+    if got is None:
+        return None, []
+    chosen, policies = got
+    return score_folds(outcomes, chosen, pred.folds, policies, f"nested target {target:g}")
+
+
+def score_folds(
+    outcomes: Outcomes,
+    chosen: NDArray[np.intp],
+    folds: NDArray[np.intp],
+    policies: Sequence[Policy],
+    label: str,
+) -> tuple[Point, list[Point]]:
+    """Score per-row choices on every row and fold by fold (``policies``: one per fold, for
+    the labels)."""
+    per = []
+    for k, policy in zip(sorted(set(folds.tolist())), policies, strict=True):
+        rows = [i for i in range(len(folds)) if folds[i] == k]
+        pt = point(outcomes, chosen[rows], rows, f"fold {k}: {policy.describe()}")
+        per.append(replace(pt, lam=policy.lam, lam_alt=policy.lam_alt, share_alt=policy.share_alt))
+    return point(outcomes, chosen, range(len(folds)), label), per
 
 
 def pareto(points: Sequence[Point]) -> list[Point]:
@@ -308,6 +457,8 @@ def per_fold(outcomes: Outcomes, pred: Predictions, policy: Policy) -> list[Poin
     out = []
     for k in sorted(set(pred.folds.tolist())):
         rows = [i for i in range(len(pred.folds)) if pred.folds[i] == k]
-        chosen = choose(pred.p[rows], pred.c[rows], policy)
-        out.append(replace(point(outcomes, chosen, rows, f"fold {k}"), lam=policy.lam))
+        keys = pred.keys[rows] if pred.keys is not None else None
+        chosen = choose(pred.p[rows], pred.c[rows], policy, keys)
+        pt = point(outcomes, chosen, rows, f"fold {k}")
+        out.append(replace(pt, lam=policy.lam, lam_alt=policy.lam_alt, share_alt=policy.share_alt))
     return out

@@ -18,10 +18,12 @@ def plot_curve(
     *,
     chosen: Point | None = None,
     extra: Sequence[Point] = (),
+    marked: Sequence[Point] = (),
     title: str = "Learned router: accuracy vs cost",
 ) -> None:
     """Write the PNG at ``path``. ``curves``: label → points (drawn as lines, cheapest first);
-    ``singles``: one point per model plus the oracle; ``extra``: other points (cascades)."""
+    ``singles``: one point per model plus the oracle; ``extra``: other points (cascades);
+    ``marked``: points shown each with its own legend entry (e.g. a router with cascades)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -45,6 +47,8 @@ def plot_curve(
         ax.scatter([pt.cost_ratio], [pt.accuracy], marker="^", color="tab:purple", zorder=3)
     if extra:
         ax.scatter([], [], marker="^", color="tab:purple", label="cascades")
+    for pt, marker in zip(marked, "DPXs", strict=False):
+        ax.scatter([pt.cost_ratio], [pt.accuracy], marker=marker, s=60, zorder=4, label=pt.label)
     premium = next(
         (pt for pt in singles if pt.cost_ratio == 1.0 and pt.accuracy_ratio == 1.0), None
     )

@@ -3,7 +3,9 @@
 Per request: the text of the user messages and the ``task`` tag of the request's metadata (when
 the caller sent one) become features; the router predicts, per deployment it knows, the
 probability of a good answer and the expected cost; the declared policy picks the first
-deployment and orders the rest as fallbacks. Deployments the artefact does not know come last,
+deployment and orders the rest as fallbacks. A policy mixing two operating points picks one per
+request by a hash of the request text (:func:`~podium.gateway.learned.policy.request_key`), so
+the same request always routes the same way. Deployments the artefact does not know come last,
 in declaration order. The decision's reason and scores carry the numbers, for the audit trail.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from podium.gateway.learned.features import Embedder
-from podium.gateway.learned.policy import Policy, lambda_for_target, rank_one
+from podium.gateway.learned.policy import Policy, mix_for_target, rank_one, request_key
 from podium.gateway.learned.router import TrainedRouter
 from podium.gateway.routing import Deployment, Ranking, RouteContext
 
@@ -26,19 +28,20 @@ class UnreachableTarget(ValueError):
 
 
 def resolve_policy(router: TrainedRouter, policy: Policy) -> Policy:
-    """A ``target`` policy gets the λ the artefact's curve gives for its target."""
+    """A ``target`` policy gets the operating point the artefact's curve gives for its target:
+    one λ, or a mix of two (:func:`~podium.gateway.learned.policy.mix_for_target`)."""
     if policy.name != "target":
         return policy
     target = policy.target if policy.target is not None else 0.95
-    lam = lambda_for_target(router.curve, target)
-    if lam is None:
+    resolved = mix_for_target(router.curve, target)
+    if resolved is None:
         best = max((pt.accuracy_ratio for pt in router.curve), default=None)
         measured = f"its best is {best:.3f}" if best is not None else "it has no measured curve"
         raise UnreachableTarget(
             f"no cross-validated operating point reaches {target:g} of the premium model's "
             f"accuracy ({measured})"
         )
-    return Policy("target", lam=lam, target=target)
+    return resolved
 
 
 def match_name(
@@ -84,7 +87,8 @@ class LearnedStrategy:
     ) -> None:
         """Args:
         router: The trained router (:func:`podium.gateway.learned.artefact.load`).
-        policy: ``threshold``, ``tradeoff`` or ``target`` (resolved here to its λ).
+        policy: ``threshold``, ``tradeoff`` or ``target`` (resolved here to its operating
+            point: one λ or a mix of two).
         models: Deployment id or model → artefact model, where names differ.
         embedder: Needed when the router was trained with embeddings.
         task_key: The metadata key holding the request's task tag.
@@ -113,7 +117,7 @@ class LearnedStrategy:
         p_all, c_all = self.router.predict([text], [task], embedder=self.embedder)
         cols = [self._index[matched[d.id]] for d in known]
         p, c = p_all[0, cols], c_all[0, cols]
-        order = rank_one(np.asarray(p), np.asarray(c), self.policy)
+        order = rank_one(np.asarray(p), np.asarray(c), self.policy, request_key(text))
         ranked = [known[j] for j in order] + unknown
         for j, d in enumerate(known):
             scores[d.id] = f"p={p[j]:.3f} cost={c[j]:.3f}xpremium"

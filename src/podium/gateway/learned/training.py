@@ -14,6 +14,7 @@ from podium.gateway.learned.evaluate import (
     cheapest_reaching,
     cross_validate,
     curve_points,
+    mixed_sweep,
     sweep,
 )
 from podium.gateway.learned.features import Embedder, Matrix
@@ -40,7 +41,8 @@ def train(
     router = fit_router(examples, options, embedder=embedder, embeddings=embeddings)
     outcomes = Outcomes.of(examples, router.premium)
     points = sweep(outcomes, pred)
-    at95 = cheapest_reaching(points, 0.95)
+    # the cheapest point at 0.95, one λ or a mix of two (what a target policy resolves to)
+    at95 = cheapest_reaching(points + mixed_sweep(outcomes, pred, points), 0.95)
     info = {
         "rows": len(examples),
         "data_ids_sha256": data_digest(examples),
@@ -50,6 +52,8 @@ def train(
         "cv_at_0.95": (
             {
                 "lambda": at95.lam,
+                "lambda_alt": at95.lam_alt,
+                "share_alt": at95.share_alt,
                 "accuracy_ratio": round(at95.accuracy_ratio, 4),
                 "cost_ratio": round(at95.cost_ratio, 4),
             }
