@@ -7,6 +7,9 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,3 +103,62 @@ def test_in_memory_and_uri_databases_keep_sqlite_checkpoints(tmp_path: Path) -> 
         assert other.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     finally:
         other.close()
+
+
+def test_a_fork_never_inherits_sqlite_locked_by_the_checkpoint_thread(tmp_path: Path) -> None:
+    """The audit trail forks its verify workers; a child forked while the checkpoint thread was
+    inside SQLite (holding its allocator's mutex) used to hang on its first connect. Checkpoint
+    passes run back to back in a thread while this test forks children that connect."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    db = tmp_path / "busy.db"
+    engine = _engine(db)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+    # Another process writes, so every checkpoint pass has work (this process's threads stay
+    # out of SQLite but for the checkpoints: the test is about the checkpoint thread).
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('PRAGMA wal_autocheckpoint=0')\n"
+            "while True: c.execute('INSERT INTO t (body) VALUES (?)', ('x' * 3000,))\n",
+            str(db),
+        ]
+    )
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            checkpoint.checkpoint_now()
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    hung = 0
+    try:
+        for _ in range(60):
+            pid = os.fork()
+            if pid == 0:  # the child: connect, then leave at once
+                try:
+                    sqlite3.connect(":memory:").close()
+                finally:
+                    os._exit(0)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                time.sleep(0.005)
+            else:
+                hung += 1
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        worker.join()
+        writer.kill()
+        writer.wait()
+        engine.dispose()
+    assert hung == 0, f"{hung} forked children hung in sqlite3.connect"

@@ -43,6 +43,11 @@ _registered: dict[str, int] = {}
 """Database path → number of live engines on it."""
 _seen: dict[str, tuple[int, int]] = {}
 """Database path → the ``-wal`` file's (mtime_ns, size) at the last checkpoint."""
+_busy = threading.Lock()
+"""Held while the thread is inside SQLite, and taken around every ``fork`` of this process (see
+:func:`os.register_at_fork` below): a child forked while the thread held one of SQLite's global
+mutexes (its allocator's, say) would block forever on its first ``sqlite3.connect`` — the
+audit trail's verify workers are forked."""
 _wake = threading.Event()
 _thread: threading.Thread | None = None
 _pid = os.getpid()
@@ -107,17 +112,24 @@ def _checkpoint(path: str) -> None:
     state = (stat.st_mtime_ns, stat.st_size)
     if _seen.get(path) == state:
         return  # nothing written since the last checkpoint
-    try:
-        connection = sqlite3.connect(
-            f"{Path(path).as_uri()}?mode=rw", uri=True, timeout=0, check_same_thread=False
-        )
-    except sqlite3.Error:
-        return  # deleted or unreadable: its engines will say so to their users
-    try:
-        with contextlib.closing(connection.cursor()) as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        _seen[path] = state
-    except sqlite3.Error as exc:  # busy (another checkpointer), or the file is gone
-        log.debug("WAL checkpoint of %s skipped: %s", path, exc)
-    finally:
-        connection.close()
+    with _busy:
+        try:
+            connection = sqlite3.connect(
+                f"{Path(path).as_uri()}?mode=rw", uri=True, timeout=0, check_same_thread=False
+            )
+        except sqlite3.Error:
+            return  # deleted or unreadable: its engines will say so to their users
+        try:
+            with contextlib.closing(connection.cursor()) as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _seen[path] = state
+        except sqlite3.Error as exc:  # busy (another checkpointer), or the file is gone
+            log.debug("WAL checkpoint of %s skipped: %s", path, exc)
+        finally:
+            connection.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_busy.acquire, after_in_parent=_busy.release, after_in_child=_busy.release
+    )
