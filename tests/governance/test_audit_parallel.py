@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, update
 
-from podium.governance import AuditLog, VerifyResult, audit
+from podium.governance import AuditLog, VerifyResult, audit, verify
 from tests.governance.conftest import OpenLog
 from tests.governance.test_audit import R, entry, execute, row
 
@@ -125,7 +125,7 @@ async def test_large_logs_go_parallel_by_default(
 ) -> None:
     log = await _filled(open_log)
     execute(db_url, update(R).where(R.c.seq == 37).values(team="other"))
-    monkeypatch.setattr(audit, "PARALLEL_VERIFY_MIN", 10)  # "large": more than 10 records
+    monkeypatch.setattr(verify, "PARALLEL_VERIFY_MIN", 10)  # "large": more than 10 records
     automatic = await log.verify()
     assert automatic == await log.verify(workers=1)
     assert automatic.first_bad == 37
@@ -154,7 +154,7 @@ async def test_runs_of_deleted_records_longer_than_a_page_are_named_alike(
     """Pages of 3 records (forked workers inherit the module's page size): a run of deleted
     records wider than a page, inside a range or across a boundary, is the same "missing" as
     in the single walk, at its first record."""
-    monkeypatch.setattr(audit, "_VERIFY_PAGE", 3)
+    monkeypatch.setattr(verify, "_VERIFY_PAGE", 3)
     log = await _filled(open_log)
     first, last = gone
     execute(db_url, delete(R).where(R.c.seq >= first, R.c.seq <= last))
@@ -166,7 +166,7 @@ async def test_runs_of_deleted_records_longer_than_a_page_are_named_alike(
 async def test_small_pages_walk_an_intact_log(
     open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "_VERIFY_PAGE", 7)
+    monkeypatch.setattr(verify, "_VERIFY_PAGE", 7)
     log = await _filled(open_log)
     serial, _ = await _both(log)
     assert (serial.ok, serial.records) == (True, N)

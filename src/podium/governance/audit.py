@@ -32,17 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
-import queue
 import re
-import threading
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, Row, delete, func, insert, select, update
@@ -57,7 +53,6 @@ from podium.governance.chain import (
     GENESIS,
     AuditEntry,
     AuditRecord,
-    ChainWalker,
     Checkpoint,
     VerifyResult,
     _Memo,
@@ -75,6 +70,7 @@ from podium.governance.keys import (
     seal_with,
     unseal,
 )
+from podium.governance.verify import verify_chain
 from podium.store import schema
 from podium.types import JSON, Clock
 
@@ -85,14 +81,8 @@ PG_AUDIT_LOCK_KEY = 0x706F6469756D_0A
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_RETRIES = 5
 _PAGE = 5000
-_VERIFY_PAGE = 2000
-"""Rows per page while verifying: small enough to stay in the CPU caches, large enough that
-the round trips do not count."""
 _SEAL_SLICE = 100
 """Records sealed between two yields to the event loop (~2.5 ms of work)."""
-PARALLEL_VERIFY_MIN = 20_000
-"""Above this many records, :meth:`AuditLog.verify` walks ``seq`` ranges in one process per
-CPU (forking costs ~10 ms; a log this size takes ~0.1 s to walk in one process)."""
 
 
 class _Sealed(NamedTuple):
@@ -655,7 +645,7 @@ class AuditLog:
         with self._db.errors(), self._db.engine.connect() as conn:
             return list(conn.execute(query).all())
 
-    # -- verifying --------------------------------------------------------------------------------
+    # -- verifying (the walk itself: podium.governance.verify) ------------------------------------
 
     async def verify(
         self, trusted: Sequence[Checkpoint] = (), *, workers: int | None = None
@@ -666,7 +656,8 @@ class AuditLog:
         Args:
             trusted: Checkpoints exported earlier and kept outside the database.
             workers: Processes walking ``seq`` ranges side by side. ``None`` (the default):
-                when the log holds more than :data:`PARALLEL_VERIFY_MIN` records, one per CPU,
+                when the log holds more than
+                :data:`~podium.governance.verify.PARALLEL_VERIFY_MIN` records, one per CPU,
                 else one; ``1``: the single-process walk. An in-memory SQLite database, or a
                 platform without ``fork``, is always walked in this process.
 
@@ -687,168 +678,7 @@ class AuditLog:
         return await asyncio.to_thread(self._verify_sync, every, workers)
 
     def _verify_sync(self, checkpoints: Sequence[Checkpoint], workers: int | None) -> VerifyResult:
-        problems: list[tuple[int, str]] = []
-        signed: dict[int, str] = {}
-        for cp in checkpoints:
-            key = self._verify_keys.get(cp.signer_key_id)
-            if key is None:
-                problems.append(
-                    (
-                        cp.seq,
-                        f"checkpoint signed by unknown key {cp.signer_key_id} (configure its "
-                        "signing key, or pass its public key to trust it)",
-                    )
-                )
-            elif not key.verify(cp.signature, Checkpoint.message(cp.seq, cp.chain_hash)):
-                problems.append((cp.seq, "checkpoint signature does not verify"))
-            elif signed.setdefault(cp.seq, cp.chain_hash) != cp.chain_hash:
-                problems.append((cp.seq, "two signed checkpoints disagree on the chain hash"))
-        first_cp_problem = min(problems, default=None)
-        walker = ChainWalker(signed)
-        stop_at = None if first_cp_problem is None else first_cp_problem[0]
-        if workers is None:
-            # One per CPU on PostgreSQL too, although its server needs CPU as well: the client
-            # spends ~6.5 µs a record (fetch 3, hashing 3.5), the server ~1.6 µs, so the single
-            # walk leaves the second core mostly idle (2 cores: 120-160k/s alone, 180-220k/s
-            # with two workers).
-            workers = os.cpu_count() or 1
-            automatic = True
-        else:
-            automatic = False
-        parallel = _FORK and workers > 1
-        top = self._last_seq_sync() if parallel else 0
-        if parallel and (not automatic or top > PARALLEL_VERIFY_MIN):
-            self._walk_parallel(walker, workers, top, stop_at)
-        else:
-            self._walk(walker, stop_at)
-        candidates = [p for p in (walker.problem, first_cp_problem) if p is not None]
-        if not candidates and signed and max(signed) > walker.last_seq:
-            top = max(signed)
-            candidates.append(
-                (
-                    walker.last_seq + 1,
-                    f"missing: the log ends at seq {walker.last_seq} but a signed checkpoint "
-                    f"covers seq {top} (truncated)",
-                )
-            )
-        if candidates:
-            seq, problem = min(candidates)
-            return VerifyResult(False, walker.count, len(checkpoints), seq, problem)
-        return VerifyResult(True, walker.count, len(checkpoints))
-
-    def _walk(self, walker: ChainWalker, stop_at: int | None) -> None:
-        """Walk from where ``walker`` stands to the end of the log (or a problem, or
-        ``stop_at``), in this process."""
-        with contextlib.closing(self._pages(walker.last_seq)) as pages:
-            for page in pages:
-                if not page or not walker.walk(page, stop_at):
-                    break
-
-    def _walk_parallel(
-        self, walker: ChainWalker, workers: int, top: int, stop_at: int | None
-    ) -> None:
-        """Walk ``seq`` ranges in forked processes, then merge their verdicts in ``seq`` order.
-
-        Each record's checks need only the previous record's stored ``chain_hash``, so range
-        ``(lo, hi]`` is walked by a :class:`ChainWalker` seeded with record ``lo``'s
-        ``chain_hash``. Merging in order keeps the single walk's verdict: a range counts only
-        when the walk so far ended exactly at its seed (record ``lo``, with that chain hash);
-        then its first problem is the walk's. Otherwise (record ``lo`` deleted, a range
-        whose worker failed), the rest is walked here from where the merged walk stands, so
-        a gap or a broken link at a range boundary is reported exactly as the single walk
-        would. Fork, not spawn: the children have everything imported already (spawn pays
-        ~1 s importing Podium), and each opens its own connection.
-        """
-        bounds = sorted({top * i // workers for i in range(workers)})
-        if stop_at is not None:
-            bounds = [b for b in bounds if b < stop_at] or [0]
-        ranges = [(lo, hi) for lo, hi in zip(bounds, [*bounds[1:], None], strict=True)]
-        context = multiprocessing.get_context("fork")
-        started: list[tuple[Any, Any]] = []
-        try:
-            for lo, hi in ranges:
-                receive, send = context.Pipe(duplex=False)
-                process = context.Process(
-                    target=_walk_range,
-                    args=(self._db.engine, walker.signed, lo, hi, stop_at, send),
-                    name="podium-audit-verify",
-                    daemon=True,
-                )
-                process.start()
-                send.close()
-                started.append((process, receive))
-            for (lo, hi), (_process, receive) in zip(ranges, started, strict=True):
-                try:
-                    outcome = receive.recv()
-                except EOFError:  # the worker died before answering
-                    outcome = None
-                if outcome is None or (lo, walker.prev) != (walker.last_seq, outcome[0]):
-                    break  # not seeded where the walk stands: walk on from here, below
-                walker.prev, walker.last_seq, walker.count, walker.problem = outcome[1:]
-                if walker.problem is not None or hi is None:
-                    return
-            else:
-                return
-        finally:
-            for process, receive in started:
-                receive.close()
-                if process.is_alive():
-                    process.terminate()  # a later range, no longer needed
-                process.join()
-        self._walk(walker, stop_at)
-
-    def _pages(self, after: int = 0) -> Generator[list[Any], None, None]:
-        """Every record with ``seq > after`` as raw DBAPI rows (columns :data:`COLUMNS`),
-        page by page, oldest first; an empty page ends it. The next page is fetched by a
-        reader thread with its own connection while the caller checks this one: the database
-        (another process for PostgreSQL, C code that releases the GIL for SQLite) works while
-        Python hashes."""
-        query = _page_query(self._db.engine)
-        pages: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=2)
-        stop = threading.Event()
-        dbapi_error = self._db.engine.dialect.loaded_dbapi.Error
-        postgres = self._db.dialect == "postgresql"
-
-        def read() -> None:
-            try:
-                with self._db.errors(), self._db.engine.connect() as conn:
-                    dbapi = conn.connection.dbapi_connection
-                    assert dbapi is not None
-                    # psycopg's binary protocol: no text parsing of floats, ints and bytea
-                    # (it fetches ~1.7x faster than the text protocol here).
-                    cursor = dbapi.cursor(binary=True) if postgres else dbapi.cursor()
-                    try:
-                        low = after
-                        while not stop.is_set():
-                            cursor.execute(query, (low, _VERIFY_PAGE))
-                            page = cast(list[Any], cursor.fetchall())  # a list in both
-                            pages.put(page)
-                            if not page:
-                                return
-                            low = int(page[-1][0])
-                    finally:
-                        cursor.close()
-            except dbapi_error as exc:
-                pages.put(StoreError(f"store error: {type(exc).__name__}: {exc}"))
-            except BaseException as exc:  # handed to the caller, raised there
-                pages.put(exc)
-
-        reader = threading.Thread(target=read, name="podium-audit-verify", daemon=True)
-        reader.start()
-        try:
-            while True:
-                item = pages.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if not item:
-                    return
-        finally:
-            stop.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                with contextlib.suppress(queue.Empty):
-                    pages.get(timeout=0.05)
-            reader.join()
+        return verify_chain(self._db, checkpoints, self._verify_keys, workers, self._last_seq_sync)
 
 
 _FIELDS_OPTIONS = (
@@ -918,71 +748,6 @@ _PG_RECORD_TYPES = ("int8", "float8", *["text"] * 4, "bytea", *["text"] * 4)
 _PG_KEY_TYPES = ("int8", "text", "bytea")
 _KEY_COLUMNS = ("seq", "master_key_id", "wrapped_key")
 _CHECKPOINT_COLUMNS = ("seq", "chain_hash", "ts", "signer_key_id", "signature")
-_FORK = "fork" in multiprocessing.get_all_start_methods()
-
-
-def _page_query(engine: Engine) -> str:
-    """The verification's page query: raw SQL, since SQLAlchemy's ``Row`` costs more than the
-    hashing in this hot loop. Parameters: ``seq`` after, and the page's size."""
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-    return (
-        f"SELECT {', '.join(COLUMNS)} FROM {_R.name} "  # names from our own schema
-        f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
-    )
-
-
-def _walk_range(
-    engine: Engine,
-    signed: Mapping[int, str],
-    lo: int,
-    hi: int | None,
-    stop_at: int | None,
-    out: Any,
-) -> None:
-    """A forked worker of :meth:`AuditLog._walk_parallel`: walk records ``(lo, hi]`` from
-    record ``lo``'s stored ``chain_hash`` and send back ``(that hash, walker state)``, or
-    ``None`` when the range cannot be walked here (record ``lo`` missing, a database error):
-    the parent then walks on by itself and reports whatever is wrong."""
-    outcome: tuple[Any, ...] | None = None
-    try:
-        engine.dispose(close=False)  # the parent's pooled connections are not ours to use
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        connection = engine.raw_connection()
-        try:
-            dbapi = connection.dbapi_connection
-            assert dbapi is not None
-            postgres = engine.dialect.name == "postgresql"
-            cursor = dbapi.cursor(binary=True) if postgres else dbapi.cursor()
-            seed: str | None = GENESIS
-            if lo > 0:
-                cursor.execute(f"SELECT chain_hash FROM {_R.name} WHERE seq = {mark}", (lo,))
-                found = cursor.fetchone()
-                seed = None if found is None else str(found[0])
-            if seed is not None:
-                walker = ChainWalker(signed)
-                walker.prev, walker.last_seq, walker.count = seed, lo, lo
-                query = _page_query(engine)
-                low = lo
-                while hi is None or low < hi:
-                    # Bounded by LIMIT alone: with ``seq <= hi`` in the query, PostgreSQL plans
-                    # (on the stale statistics a bulk append leaves) a bitmap scan that sorts
-                    # the rest of the range for every page, ~6x slower than the index scan.
-                    cursor.execute(
-                        query, (low, _VERIFY_PAGE if hi is None else min(_VERIFY_PAGE, hi - low))
-                    )
-                    page = cursor.fetchall()
-                    if hi is not None and page and page[-1][0] > hi:  # records deleted inside
-                        page = [row for row in page if row[0] <= hi]
-                    if not page or not walker.walk(page, stop_at):
-                        break
-                    low = int(page[-1][0])
-                outcome = (seed, walker.prev, walker.last_seq, walker.count, walker.problem)
-        finally:
-            connection.close()
-    except BaseException:  # the parent walks this range itself, and reports what is wrong
-        outcome = None
-    out.send(outcome)
-    out.close()
 
 
 def _insert_many(
