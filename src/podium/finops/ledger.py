@@ -306,11 +306,16 @@ class SQLRunner:
         try:
             yield
         except SQLAlchemyError as exc:
-            orig = getattr(exc, "orig", None)
-            error = StoreError(f"store error: {type(orig or exc).__name__}: {orig or exc}")
-            dbapi = self.engine.dialect.loaded_dbapi
-            error.retryable = isinstance(orig, dbapi.OperationalError)
-            raise error from exc
+            raise self.store_error(exc) from exc
+
+    def store_error(self, exc: BaseException) -> StoreError:
+        """A database error (SQLAlchemy's, or the driver's own from a raw DBAPI connection) as
+        :class:`StoreError`, ``retryable`` for the driver's ``OperationalError`` (a lost
+        connection, a lock timeout)."""
+        orig = getattr(exc, "orig", None) or exc
+        error = StoreError(f"store error: {type(orig).__name__}: {orig}")
+        error.retryable = isinstance(orig, self.engine.dialect.loaded_dbapi.OperationalError)
+        return error
 
     async def close(self) -> None:
         self._closed = True

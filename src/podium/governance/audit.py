@@ -45,7 +45,6 @@ from sqlalchemy import Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from podium.errors import StoreError
 from podium.finops.ledger import SQLRunner, open_engine
 from podium.governance.chain import (
     COLUMNS,
@@ -283,11 +282,11 @@ class AuditLog:
                     connection.close()
             except dbapi.IntegrityError as exc:
                 if attempt == _MAX_RETRIES - 1:
-                    raise _store_error(exc, dbapi) from exc
+                    raise self._db.store_error(exc) from exc
             except dbapi.Error as exc:
-                raise _store_error(exc, dbapi) from exc
+                raise self._db.store_error(exc) from exc
             except SQLAlchemyError as exc:  # checking a connection out of the pool
-                raise _store_error(getattr(exc, "orig", None) or exc, dbapi) from exc
+                raise self._db.store_error(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _append_in(
@@ -776,14 +775,6 @@ def _insert_many(
         )
     finally:
         cursor.close()
-
-
-def _store_error(exc: BaseException, dbapi: Any) -> StoreError:
-    """A database error as :class:`StoreError`, as :meth:`SQLRunner.errors` words it
-    (``retryable`` for an ``OperationalError``: a lost connection, a lock timeout)."""
-    error = StoreError(f"store error: {type(exc).__name__}: {exc}")
-    error.retryable = isinstance(exc, dbapi.OperationalError)
-    return error
 
 
 def _record(row: Row[Any]) -> AuditRecord:
