@@ -224,4 +224,7 @@ def create_app(
     # Stored keys first: a `pod_` token is looked up in one dict, any other passed over at once.
     auth = _Either(StoredKeys(lambda: state.identity), auth)
     app.add_middleware(BearerAuth, authenticator=auth, public_paths=public_paths(app))
+    # Outermost: the gateway's hot route, served without the stack above (same checks, same
+    # errors); every other request passes through.
+    app.add_middleware(server.ChatFastPath, authenticator=auth, max_bytes=MAX_BODY_BYTES)
     return app

@@ -33,6 +33,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -215,26 +216,32 @@ class BearerAuth:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
-        token = _token_from(Headers(scope=scope))
-        principal = self.authenticator.authenticate(token) if token is not None else None
-        if principal is not None:
-            scope[PRINCIPAL_SCOPE_KEY] = principal
+        refusal = admit(self.authenticator, scope)
+        if refusal is None:
             await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
+        elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
-            return
-        if token is None:
-            message, challenge = "missing bearer token", 'Bearer realm="podium"'
         else:
-            message = "invalid bearer token"
-            challenge = 'Bearer realm="podium", error="invalid_token"'
-        headers = {"WWW-Authenticate": challenge}
-        if scope["path"].startswith(openai_errors.PATH_PREFIX):  # OpenAI clients parse its shape
-            response = openai_errors.status_response(401, message, headers=headers)
-        else:
-            response = error_response(401, "Unauthorized", message, headers=headers)
-        await response(scope, receive, send)
+            await refusal(scope, receive, send)
+
+
+def admit(authenticator: Authenticator, scope: Scope) -> Response | None:
+    """Put the bearer token's principal in ``scope`` (``None``), or the 401 that refuses the
+    request: in OpenAI's shape under ``/v1/``, in Podium's elsewhere."""
+    token = _token_from(Headers(scope=scope))
+    principal = authenticator.authenticate(token) if token is not None else None
+    if principal is not None:
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        return None
+    if token is None:
+        message, challenge = "missing bearer token", 'Bearer realm="podium"'
+    else:
+        message = "invalid bearer token"
+        challenge = 'Bearer realm="podium", error="invalid_token"'
+    headers = {"WWW-Authenticate": challenge}
+    if scope["path"].startswith(openai_errors.PATH_PREFIX):  # OpenAI clients parse its shape
+        return openai_errors.status_response(401, message, headers=headers)
+    return error_response(401, "Unauthorized", message, headers=headers)
 
 
 class Require:
@@ -256,16 +263,25 @@ class Require:
         # Declared so the OpenAPI spec shows the bearer scheme; BearerAuth did the checking.
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
-        if not isinstance(principal, Principal):
-            raise ApiError(
-                401,
-                "missing bearer token",
-                headers={"WWW-Authenticate": 'Bearer realm="podium"'},
-            )
-        if not principal.can(self.permission):
-            raise ApiError(403, f"this token lacks the permission {self.permission!r}")
-        return principal
+        return permitted(request.scope, self.permission)
+
+
+def permitted(scope: Scope, permission: str) -> Principal:
+    """The caller :class:`BearerAuth` admitted, when it holds ``permission``.
+
+    Raises:
+        ApiError: 401 when no caller was admitted, 403 when it lacks the permission.
+    """
+    principal = scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        raise ApiError(
+            401,
+            "missing bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="podium"'},
+        )
+    if not principal.can(permission):
+        raise ApiError(403, f"this token lacks the permission {permission!r}")
+    return principal
 
 
 def require(permission: str) -> Any:

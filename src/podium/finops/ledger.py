@@ -452,8 +452,12 @@ class SQLLedger:
             return conn.execute(self._insert, row).first() is not None
 
     def _record_many(self, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
         with self._db.errors(), self._db.engine.begin() as conn:
-            return sum(conn.execute(self._insert, row).first() is not None for row in rows)
+            # One multi-row INSERT ... RETURNING ("insertmanyvalues"): a row a duplicate skipped
+            # returns nothing. Row by row it cost ~0.1 ms each, most of a batch's time.
+            return len(conn.execute(self._insert, list(rows)).all())
 
     def _entries(self, query: LedgerQuery) -> list[LedgerEntry]:
         statement = (

@@ -35,6 +35,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -91,6 +92,7 @@ from podium.models.base import (
     ModerationResponse,
     Usage,
 )
+from podium.models.catalog import ModelInfo
 from podium.models.hub import ModelHub
 from podium.types import Clock, SystemClock
 
@@ -190,6 +192,8 @@ class Gateway:
         self.fallbacks = dict(fallbacks or {})
         self.deployment_keys = dict(deployment_keys or {})
         self.allow_unpriced = allow_unpriced
+        self._price_gaps: dict[tuple[int, date], tuple[ModelInfo, str | None]] = {}
+        """Per deployment and UTC day: why it has no price in force (``None``: it has one)."""
         self.cascade_confidence = dict(cascade_confidence or {})
         self.governance = governance
         self._adapters: dict[str, Model] = {}
@@ -362,10 +366,9 @@ class Gateway:
         dropped: list[Exclusion] = []
         for d in ranked:
             if not self.allow_unpriced:
-                try:
-                    worst_case(d.info, 0, 0, today)
-                except UnknownPrice as exc:
-                    dropped.append(Exclusion(d.id, f"no price in force ({exc})", kind="config"))
+                gap = self._price_gap(d, today)
+                if gap is not None:
+                    dropped.append(Exclusion(d.id, f"no price in force ({gap})", kind="config"))
                     continue
             keep.append(d)
         if len(keep) > 1:
@@ -381,6 +384,23 @@ class Gateway:
             else:
                 dropped = dropped[: len(dropped) - len(keep)]
         return keep, dropped
+
+    def _price_gap(self, d: Deployment, today: date) -> str | None:
+        """Why ``d`` has no price in force on ``today`` (``None``: it has one); remembered per
+        catalog entry and day (entries are immutable)."""
+        key = (id(d.info), today)
+        known = self._price_gaps.get(key)
+        if known is not None and known[0] is d.info:
+            return known[1]
+        try:
+            worst_case(d.info, 0, 0, today)
+            gap = None
+        except UnknownPrice as exc:
+            gap = str(exc)
+        if len(self._price_gaps) > 4096:  # other days' answers
+            self._price_gaps.clear()
+        self._price_gaps[key] = (d.info, gap)
+        return gap
 
     async def _reserve(
         self,

@@ -122,10 +122,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from podium.api.auth import Principal, require
+from podium.api.auth import Authenticator, Principal, admit, permitted, require
 from podium.api.errors import ApiError
+from podium.api.limits import too_large_message
 from podium.api.state import GatewayDep, get_gateway, get_state
 from podium.errors import PodiumError, ProviderTimeout
 from podium.finops.ledger import Attribution
@@ -363,6 +367,14 @@ async def chat_completions(
     principal: CallerDep,
 ) -> Response:
     """A chat completion, or (``stream: true``) its server-sent chunks."""
+    return await complete(request, principal, body)
+
+
+async def complete(
+    request: Request, principal: Principal, body: wire.ChatCompletionCreate
+) -> Response:
+    """Answer a validated chat completion request of an admitted caller (the route's body, and
+    :class:`ChatFastPath`'s)."""
     gateway = await get_gateway(request)  # not a dependency: FastAPI solves each for ~20 µs
     request_id = _start(request)
     caller = caller_of(principal, request)
@@ -393,6 +405,84 @@ async def chat_completions(
     return Response(
         completion.model_dump_json(), media_type="application/json", headers=receipt(served.record)
     )
+
+
+CHAT_PATH: Final = "/v1/chat/completions"
+
+
+class ChatFastPath:
+    """ASGI middleware that serves ``POST /v1/chat/completions`` itself, the gateway's hot
+    route, and passes every other request on.
+
+    It does what the stack under it would — the bearer token (:func:`~podium.api.auth.admit`),
+    the body limit, validation into :class:`~podium.gateway.openai_wire.ChatCompletionCreate`
+    (straight from the JSON bytes), the ``models:call`` permission, OpenAI-shaped errors — and
+    calls the route's own :func:`complete`, without FastAPI's routing, dependency solving and
+    exception middleware: ~0.5 ms of CPU a call on the 2-core benchmark machine, a third of
+    what the gateway added. The FastAPI route stays: it documents the operation in the OpenAPI
+    spec and serves apps that include :data:`router` without this middleware.
+    """
+
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator, max_bytes: int) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        refusal = admit(self.authenticator, scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            body = await self._body(scope, receive)
+            if body is None:
+                return  # the client left before it finished sending
+            principal = permitted(scope, "models:call")
+            response = await complete(request, principal, _chat_body(body))
+        except Exception as exc:
+            response = error_response(request, exc)
+        await response(scope, receive, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The request body; ``None`` when the client disconnected first.
+
+        Raises:
+            ApiError: 413 when it is over the limit (declared, or as it arrives).
+        """
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise ApiError(413, too_large_message(self.max_bytes))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise ApiError(413, too_large_message(self.max_bytes))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _chat_body(body: bytes) -> wire.ChatCompletionCreate:
+    """The request validated from its JSON bytes.
+
+    Raises:
+        RequestValidationError: As FastAPI raises it (locations under ``body``).
+    """
+    try:
+        return wire.ChatCompletionCreate.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
 
 
 # -- embeddings and moderation --------------------------------------------------------------------

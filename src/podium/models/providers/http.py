@@ -149,35 +149,44 @@ class FastSession:
 
         self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, Any] = {}
+        """``yarl.URL`` by text: given a ``str``, aiohttp parses it on every request."""
 
     async def post_json(
         self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int, httpx.Headers, bytes]:
-        """POST ``body`` (JSON); the status, headers and body of the answer."""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """POST ``body`` (JSON, and ``headers`` must say so); the status, the answer's headers
+        (case-insensitive) and its body."""
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
             )
-        request = httpx.Request("POST", url)
+        target = self._urls.get(url)
+        if target is None:
+            import yarl
+
+            target = self._urls[url] = yarl.URL(url)
         try:
-            async with self._session.post(
-                url, data=body, headers={**headers, "content-type": "application/json"}
-            ) as response:
-                content = await response.read()
-                return response.status, httpx.Headers(list(response.headers.items())), content
+            async with self._session.post(target, data=body, headers=headers) as response:
+                return response.status, response.headers, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=_request(url)) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+            raise httpx.ConnectError(str(exc), request=_request(url)) from exc
         except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
+            raise httpx.ReadError(str(exc), request=_request(url)) from exc
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _request(url: str) -> httpx.Request:
+    """The request an httpx error names (built only when one is raised: ~0.1 ms a call)."""
+    return httpx.Request("POST", url)
 
 
 def fast_transport() -> httpx.AsyncBaseTransport:

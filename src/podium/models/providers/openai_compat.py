@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from podium.config import PROVIDER_KEY_VARIABLES
@@ -212,6 +213,8 @@ class OpenAICompatModel(HostedModel):
         self.spec = spec
         self.provider = spec.name
         self._urls: dict[str, httpx.URL] = {}
+        self._url_texts: dict[str, str] = {}
+        """``_urls`` as text, for the aiohttp hot path."""
 
     @classmethod
     def from_settings(  # type: ignore[override]  # the provider comes from ``spec``
@@ -287,20 +290,25 @@ class OpenAICompatModel(HostedModel):
     async def _post_fast(
         self, fast: FastSession, operation: str, body: Mapping[str, Any], headers: dict[str, str]
     ) -> tuple[Any, str | None]:
-        url = self._url(operation)
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        url = self._url_texts.get(operation)
+        if url is None:
+            url = self._url_texts[operation] = str(self._url(operation))
+        headers["content-type"] = "application/json"
         try:
-            status, answer_headers, content = await fast.post_json(str(url), data, headers)
+            status, answer_headers, content = await fast.post_json(url, orjson.dumps(body), headers)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, provider=self.provider, model=self.name) from None
         if status >= 400:
             response = httpx.Response(
-                status, headers=answer_headers, content=content, request=httpx.Request("POST", url)
+                status,
+                headers=list(answer_headers.items()),
+                content=content,
+                request=httpx.Request("POST", url),
             )
             raise self._error(response, content)
         request_id = _request_id(answer_headers)
         try:
-            return json.loads(content), request_id
+            return orjson.loads(content), request_id
         except ValueError:
             raise ProviderOverloaded(
                 f"{self.provider}: the response is not JSON",
@@ -497,7 +505,7 @@ def _tool_spec(tool: Tool) -> dict[str, Any]:
     return {"description": tool.description, "parameters": dict(tool.parameters)}
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
+def _request_id(headers: Mapping[str, str]) -> str | None:
     value: str | None = headers.get("x-request-id") or headers.get("apim-request-id")
     return value
 
