@@ -37,6 +37,7 @@ from podium.gateway.limits import MemoryLimiter
 from podium.gateway.pipeline import Gateway
 from podium.gateway.resilience import Resilience, RetryPolicy
 from podium.gateway.routing import Deployment, ModelGroup
+from podium.gateway.server import ChatFastPath
 from podium.models.base import Usage
 from podium.models.catalog import Catalog
 from podium.models.hub import ModelHub
@@ -50,6 +51,8 @@ UPSTREAM_KEY = "sk-upstream-simulated-0001"
 """The gateway's own key for the (simulated) provider: never the client's."""
 ADMIN_TOKEN = "podium-admin-token-for-gateway-tests"
 ML_KEY = "pk-team-ml-0123456789abcdef"
+VIEWER_KEY = "pk-team-ml-viewer-0123456789"
+"""A key of team ml whose role (viewer) cannot call models."""
 """A client key charged to team ``ml`` of organisation ``acme``."""
 ML = Attribution(org="acme", team="ml", project="search", key_id="key-ml")
 MINI = "openai/gpt-4o-mini"
@@ -186,7 +189,8 @@ def serve(
 ) -> Iterator[Callable[..., Served]]:
     """``serve(**gateway_options)``: start the app with a gateway built for the test.
 
-    Options: ``sim`` (another simulator to point the deployment at), ``budgets`` (a list of
+    Options: ``sim`` (another simulator to point the deployment at), ``fast_path=False`` (the
+    chat route served by FastAPI, without :class:`ChatFastPath`), ``budgets`` (a list of
     :class:`Budget`) and their ``budget_store`` (in memory by default), ``retry`` (a :class:`RetryPolicy`), ``breakers``, and anything else
     :class:`Gateway` takes (``limit_rules``…).
     """
@@ -194,6 +198,7 @@ def serve(
 
     def start(**kw: Any) -> Served:
         upstream: OpenAISimulator = kw.pop("sim", sim)
+        fast_path: bool = kw.pop("fast_path", True)
         settings = Settings(home=tmp_path / ".podium")
         hub = ModelHub(settings, catalog=Catalog.builtin())
         deployment = Deployment(
@@ -224,8 +229,12 @@ def serve(
             engine=engine,
             admin_token=ADMIN_TOKEN,
             gateway=gateway,
-            authenticator=ClientKeys({ML_KEY: ("key-ml", ML)}),
+            authenticator=ClientKeys(
+                {ML_KEY: ("key-ml", ML), VIEWER_KEY: ("key-viewer", ML, "viewer")}
+            ),
         )
+        if not fast_path:
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not ChatFastPath]
         server = _Server(app)
         loop = server.start()
         url = f"http://127.0.0.1:{server.port}/v1"

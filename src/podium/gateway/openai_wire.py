@@ -37,7 +37,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -325,6 +325,11 @@ _TAGS = frozenset({"text", "image_url", "refusal"})
 """Discriminator tags pydantic puts in a location after a list index (content parts)."""
 
 
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+"""pydantic's error types for a body that is JSON but not an object."""
+_BODY_NOT_AN_OBJECT: Final = "the request body must be a JSON object"
+
+
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
     """One readable 400 from pydantic's (or FastAPI's) validation errors.
 
@@ -347,8 +352,13 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
             detail = (err.get("ctx") or {}).get("error", message)
             problems.append(f"the request body is not valid JSON ({detail})")
             continue
+        if param is None and kind in _NOT_AN_OBJECT:
+            problems.append(_BODY_NOT_AN_OBJECT)
+            continue
         if kind == "extra_forbidden":
             message = f"unrecognized request argument supplied: {param}"
+        elif kind == "missing" and param is None:
+            message = _BODY_NOT_AN_OBJECT + "; it is empty"
         elif kind == "missing":
             message = f"missing required parameter: {param!r}"
         elif param:
@@ -362,7 +372,7 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
 def parse(model: type[WireT], body: Any) -> WireT:
     """Validate a decoded JSON body, refusing it with an :class:`InvalidRequest`."""
     if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+        raise InvalidRequest(_BODY_NOT_AN_OBJECT)
     try:
         return model.model_validate(body)
     except ValidationError as exc:

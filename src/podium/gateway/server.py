@@ -477,6 +477,8 @@ def _chat_body(body: bytes) -> wire.ChatCompletionCreate:
     Raises:
         RequestValidationError: As FastAPI raises it (locations under ``body``).
     """
+    if not body.strip():  # as FastAPI reports it: the body, missing
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "missing"}])
     try:
         return wire.ChatCompletionCreate.model_validate_json(body)
     except ValidationError as exc:

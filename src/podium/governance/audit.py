@@ -292,12 +292,14 @@ class AuditLog:
                 if attempt == _MAX_RETRIES - 1:
                     raise self._db.store_error(exc) from exc
             except dbapi.Error as exc:
+                if connection is not None:
+                    connection.invalidate()  # it may be broken: never reused
                 raise self._db.store_error(exc) from exc
             except SQLAlchemyError as exc:  # checking a connection out of the pool
                 raise self._db.store_error(exc) from exc
             finally:
                 if connection is not None:
-                    connection.close()  # back to the pool (invalidated by the pool if broken)
+                    connection.close()  # back to the pool (a no-op once invalidated)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _append_in(
