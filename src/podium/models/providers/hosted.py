@@ -12,7 +12,8 @@ from pydantic import SecretStr
 from podium.config import PROVIDER_KEY_VARIABLES
 from podium.errors import AuthenticationFailed, ConfigError
 from podium.models.base import Capability, Model
-from podium.models.providers.http import Endpoint, FastSession, fast_transport, make_client
+from podium.models.providers.http import Endpoint, fast_transport, make_client
+from podium.models.providers.keepalive import KeepAliveClient
 
 if TYPE_CHECKING:
     from podium.config import Settings
@@ -54,7 +55,7 @@ class HostedModel(Model):
         self._timeout = timeout
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._fast: FastSession | None = None
+        self._fast: KeepAliveClient | None = None
 
     @classmethod
     def from_settings(cls, info: ModelInfo, settings: Settings) -> Self:
@@ -110,15 +111,15 @@ class HostedModel(Model):
         if capability not in self.capabilities:
             raise self._unsupported(capability)
 
-    def _fast_session(self) -> FastSession | None:
-        """The aiohttp session of the fast path, or ``None`` when a test transport is injected
-        or the adapter does not use it (then: the httpx client)."""
+    def _fast_session(self) -> KeepAliveClient | None:
+        """The keep-alive client of the fast path (a non-streamed JSON POST), or ``None`` when
+        a test transport is injected or the adapter does not use it (then: the httpx client)."""
         if self._transport is not None or not self.fast_transport:
             return None
         if self._fast is None:
             if self.base_url is None:
                 self._client()  # raises the adapter's own "no base URL" error
-            self._fast = FastSession(self._timeout)
+            self._fast = KeepAliveClient(self._timeout)
         return self._fast
 
     async def close(self) -> None:

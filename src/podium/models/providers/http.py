@@ -138,57 +138,6 @@ def map_transport_error(exc: httpx.HTTPError, *, provider: str, model: str) -> M
     )
 
 
-class FastSession:
-    """One JSON POST at a time over aiohttp, for the gateway's hot path (a non-streamed
-    completion): ~0.2 ms of CPU where httpx's client over the same transport takes ~0.5 ms.
-    Failures come back as the httpx errors the adapters already map, and an error response as
-    an ``httpx.Response`` (built only then), so error handling stays one code path."""
-
-    def __init__(self, timeout: float) -> None:
-        import aiohttp
-
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, Any] = {}
-        """``yarl.URL`` by text: given a ``str``, aiohttp parses it on every request."""
-
-    async def post_json(
-        self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """POST ``body`` (JSON, and ``headers`` must say so); the status, the answer's headers
-        (case-insensitive) and its body."""
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
-            )
-        target = self._urls.get(url)
-        if target is None:
-            import yarl
-
-            target = self._urls[url] = yarl.URL(url)
-        try:
-            async with self._session.post(target, data=body, headers=headers) as response:
-                return response.status, response.headers, await response.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out", request=_request(url)) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=_request(url)) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc), request=_request(url)) from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _request(url: str) -> httpx.Request:
-    """The request an httpx error names (built only when one is raised: ~0.1 ms a call)."""
-    return httpx.Request("POST", url)
-
-
 def fast_transport() -> httpx.AsyncBaseTransport:
     """aiohttp's transport behind the httpx API, with its connection errors classified right.
 

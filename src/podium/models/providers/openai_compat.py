@@ -49,12 +49,12 @@ from podium.models.base import (
 )
 from podium.models.providers.hosted import HostedModel
 from podium.models.providers.http import (
-    FastSession,
     map_http_error,
     map_transport_error,
     redact,
     stream_cut,
 )
+from podium.models.providers.keepalive import KeepAliveClient
 from podium.models.providers.sse import iter_sse
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class OpenAICompatModel(HostedModel):
         self.provider = spec.name
         self._urls: dict[str, httpx.URL] = {}
         self._url_texts: dict[str, str] = {}
-        """``_urls`` as text, for the aiohttp hot path."""
+        """``_urls`` as text, for the keep-alive hot path."""
 
     @classmethod
     def from_settings(  # type: ignore[override]  # the provider comes from ``spec``
@@ -288,14 +288,18 @@ class OpenAICompatModel(HostedModel):
         return url
 
     async def _post_fast(
-        self, fast: FastSession, operation: str, body: Mapping[str, Any], headers: dict[str, str]
+        self,
+        fast: KeepAliveClient,
+        operation: str,
+        body: Mapping[str, Any],
+        headers: dict[str, str],
     ) -> tuple[Any, str | None]:
         url = self._url_texts.get(operation)
         if url is None:
             url = self._url_texts[operation] = str(self._url(operation))
         headers["content-type"] = "application/json"
         try:
-            status, answer_headers, content = await fast.post_json(url, orjson.dumps(body), headers)
+            status, answer_headers, content = await fast.post(url, orjson.dumps(body), headers)
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, provider=self.provider, model=self.name) from None
         if status >= 400:
