@@ -4,6 +4,7 @@ small synthetic ledger whose sums and savings are computed by hand below."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from podium.finops import (
     SQLLedger,
     UnknownPrice,
 )
+from podium.finops.ledger import utc_day
 from podium.finops.reports import (
     PeriodUnit,
     QueryWording,
@@ -461,3 +463,16 @@ async def test_a_report_as_json_keeps_every_amount_exact(reports: Reports) -> No
         "0",
         None,
     )
+
+
+def test_utc_day_is_right_on_both_sides_of_every_midnight_whatever_came_before() -> None:
+    rng = random.Random(3)
+    midnights = [
+        datetime(y, m, d, tzinfo=UTC).timestamp()
+        for y, m, d in [(1999, 12, 31), (2024, 2, 29), (2025, 6, 1), (2026, 11, 25)]
+    ]
+    asks = [t + delta for t in midnights for delta in (-1e-6, 0.0, 1e-6, -86400.0, 86399.999)]
+    rng.shuffle(asks)
+    for ts in [*asks, *sorted(asks), *sorted(asks, reverse=True)]:  # any order: any remembered day
+        want = datetime.fromtimestamp(ts, UTC).date()
+        assert utc_day(ts) == want, ts
