@@ -429,6 +429,13 @@ class SQLLedger:
             .on_conflict_do_nothing(index_elements=[_T_LEDGER.c.request_id, _T_LEDGER.c.attempt])
             .returning(_T_LEDGER.c.attempt)
         )
+        dialect = engine.dialect
+        names = [c.name for c in _T_LEDGER.columns]
+        self._raw_insert = (
+            f"INSERT INTO {_T_LEDGER.name} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT DO NOTHING"
+        )  # names from our own schema, never input
+        self._raw_columns = [(c.name, c.type.bind_processor(dialect)) for c in _T_LEDGER.columns]
 
     @classmethod
     async def open(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> SQLLedger:
@@ -465,10 +472,44 @@ class SQLLedger:
     def _record_many(self, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
             return 0
+        if self._db.dialect == "sqlite":
+            return self._record_many_raw(rows)
         with self._db.errors(), self._db.engine.begin() as conn:
             # One multi-row INSERT ... RETURNING ("insertmanyvalues"): a row a duplicate skipped
             # returns nothing. Row by row it cost ~0.1 ms each, most of a batch's time.
             return len(conn.execute(self._insert, list(rows)).all())
+
+    def _record_many_raw(self, rows: Sequence[dict[str, Any]]) -> int:
+        """The batch on SQLite's DBAPI connection: ``executemany`` of bound values (each
+        column's own bind processing: exact decimals as text, booleans as 0/1), whose row count
+        is what went in. A third of the CPU of SQLAlchemy's multi-row INSERT ... RETURNING,
+        which the gateway's record stage pays per batch on the event loop."""
+        columns = self._raw_columns
+        values = [
+            tuple(row[name] if bind is None else bind(row[name]) for name, bind in columns)
+            for row in rows
+        ]
+        dbapi = self._db.engine.dialect.loaded_dbapi
+        try:
+            connection = self._db.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise self._db.store_error(exc) from exc
+        raw = connection.dbapi_connection
+        assert raw is not None
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.executemany(self._raw_insert, values)
+                count = cursor.rowcount
+            finally:
+                cursor.close()
+            raw.commit()
+            return int(count)
+        except dbapi.Error as exc:
+            raw.rollback()
+            raise self._db.store_error(exc) from exc
+        finally:
+            connection.close()
 
     def _entries(self, query: LedgerQuery) -> list[LedgerEntry]:
         statement = (
