@@ -4,6 +4,10 @@ boundary, and the same counts for an intact log."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,10 +30,14 @@ async def _filled(open_log: OpenLog) -> AuditLog:
 
 
 async def _both(log: AuditLog) -> tuple[VerifyResult, VerifyResult]:
-    """The single walk's result and the parallel one's, which must agree."""
+    """The single walk's result and the parallel one's, which must agree: workers from the
+    fork server (a walk in a worker thread, as a server runs it) and forked at once (a
+    blocking walk, as the command line runs it)."""
     serial = await log.verify(workers=1)
     parallel = await log.verify(workers=WORKERS)
+    forked = await log.verify(workers=WORKERS, blocking=True)
     assert parallel == serial, f"parallel: {parallel}; serial: {serial}"
+    assert forked == serial, f"forked: {forked}; serial: {serial}"
     return serial, parallel
 
 
@@ -151,7 +159,7 @@ async def test_an_in_memory_log_is_walked_in_process(open_log: OpenLog) -> None:
 async def test_runs_of_deleted_records_longer_than_a_page_are_named_alike(
     open_log: OpenLog, db_url: str, gone: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pages of 3 records (forked workers inherit the module's page size): a run of deleted
+    """Pages of 3 records (the workers are given the module's page size): a run of deleted
     records wider than a page, inside a range or across a boundary, is the same "missing" as
     in the single walk, at its first record."""
     monkeypatch.setattr(verify, "_VERIFY_PAGE", 3)
@@ -170,3 +178,40 @@ async def test_small_pages_walk_an_intact_log(
     log = await _filled(open_log)
     serial, _ = await _both(log)
     assert (serial.ok, serial.records) == (True, N)
+
+
+def test_workers_come_from_a_fork_server_unless_the_caller_is_alone() -> None:
+    assert verify.start_method(quiet=True) == "fork"
+    assert verify.start_method(quiet=False) == "forkserver"
+
+
+@pytest.mark.timeout(180)
+async def test_a_server_busy_with_sqlite_can_verify_in_parallel(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    """The API server's event loop writes SQLite (audit records, ledger rows) while a request
+    verifies in a worker thread. Children forked from that thread could inherit one of
+    SQLite's mutexes locked and hang on their first connect; from the fork server they cannot.
+    Here a thread commits to another database without pause while 20 parallel verifies (40
+    worker processes) run, and every verdict must come back. (The hang is a race: forking
+    from the worker thread did not hit it in two runs of this test; the WAL checkpoint
+    thread's version of it hung 3 runs in 3, see tests/conformance/test_wal_checkpoint.py.)"""
+    log = await _filled(open_log)
+    stop = threading.Event()
+
+    def write() -> None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "busy.db")) as db:
+            db.execute("CREATE TABLE t (x)")
+            while not stop.is_set():
+                with db:
+                    db.execute("INSERT INTO t VALUES (randomblob(512))")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        for _ in range(20):
+            result = await log.verify(workers=2)
+            assert (result.ok, result.records) == (True, N)
+    finally:
+        stop.set()
+        writer.join()

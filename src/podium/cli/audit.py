@@ -125,7 +125,7 @@ def verify(
     async def work() -> Any:
         log = await _open(url, public_key or [])
         try:
-            return await log.verify(trusted)
+            return await log.verify(trusted, blocking=True)  # nothing else runs here
         finally:
             await log.close()
 

@@ -660,7 +660,11 @@ class AuditLog:
     # -- verifying (the walk itself: podium.governance.verify) ------------------------------------
 
     async def verify(
-        self, trusted: Sequence[Checkpoint] = (), *, workers: int | None = None
+        self,
+        trusted: Sequence[Checkpoint] = (),
+        *,
+        workers: int | None = None,
+        blocking: bool = False,
     ) -> VerifyResult:
         """Walk the whole chain; check every record's hashes and links and every checkpoint's
         signature (stored ones and ``trusted`` ones exported earlier). Needs no master key.
@@ -672,6 +676,11 @@ class AuditLog:
                 :data:`~podium.governance.verify.PARALLEL_VERIFY_MIN` records, one per CPU,
                 else one; ``1``: the single-process walk. An in-memory SQLite database, or a
                 platform without ``fork``, is always walked in this process.
+            blocking: Walk in the calling thread, blocking the event loop: for a command
+                line tool with nothing else running, whose workers may then be forked at
+                once rather than through a fork server
+                (:func:`~podium.governance.verify.start_method`). Otherwise the walk runs in
+                a worker thread, so a server goes on answering.
 
         Returns:
             The result, naming the first bad record when the log is not intact (the same
@@ -685,12 +694,18 @@ class AuditLog:
             # one connection shared by every caller (an in-memory SQLite database): no thread
             # may use it while the event loop does
             return await self._db.run(self._verify_sync, every, 1)
+        if blocking:
+            return self._verify_sync(every, workers, quiet=True)
         # Otherwise in a worker thread, SQLite included: a walk takes seconds on a large log
         # and must not stall the event loop (an API server answering other requests).
         return await asyncio.to_thread(self._verify_sync, every, workers)
 
-    def _verify_sync(self, checkpoints: Sequence[Checkpoint], workers: int | None) -> VerifyResult:
-        return verify_chain(self._db, checkpoints, self._verify_keys, workers, self._last_seq_sync)
+    def _verify_sync(
+        self, checkpoints: Sequence[Checkpoint], workers: int | None, *, quiet: bool = False
+    ) -> VerifyResult:
+        return verify_chain(
+            self._db, checkpoints, self._verify_keys, workers, self._last_seq_sync, quiet
+        )
 
 
 _FIELDS_OPTIONS = (

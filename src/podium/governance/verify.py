@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
 
 from podium.errors import StoreError
 from podium.finops.ledger import SQLRunner
@@ -29,7 +30,24 @@ the round trips do not count."""
 PARALLEL_VERIFY_MIN = 20_000
 """Above this many records, :meth:`AuditLog.verify` walks ``seq`` ranges in one process per
 CPU (forking costs ~10 ms; a log this size takes ~0.1 s to walk in one process)."""
-_FORK = "fork" in multiprocessing.get_all_start_methods()
+_METHODS = frozenset(multiprocessing.get_all_start_methods())
+
+
+def start_method(quiet: bool) -> str | None:
+    """How to start walker processes: ``fork`` when the caller says no other thread can be
+    inside a database driver (``quiet``: a command line tool walking on its main thread),
+    ``forkserver`` otherwise; ``None`` where neither exists (the walk stays in this process).
+
+    A forked child has only the forking thread, and a lock another thread held at that moment
+    stays held in the child forever: a verify worker forked while the API server's event loop
+    was inside SQLite (appending an audit record) would block on its first ``sqlite3.connect``.
+    A fork server is a clean single-threaded process, started once (~1 s, this module
+    imported), that forks the children. The WAL checkpoint thread guards its own SQLite work
+    against forks (:mod:`podium.store.checkpoint`), so it never makes a fork unsafe.
+    """
+    if quiet and "fork" in _METHODS:
+        return "fork"
+    return "forkserver" if "forkserver" in _METHODS else None
 
 
 def verify_chain(
@@ -38,9 +56,11 @@ def verify_chain(
     verify_keys: Mapping[str, VerifyKey],
     workers: int | None,
     last_seq: Callable[[], int],
+    quiet: bool = False,
 ) -> VerifyResult:
-    """Check every checkpoint's signature, then walk the chain (in this process or in forked
-    ranges); the verdict names the first bad record. ``last_seq`` reads the newest ``seq``."""
+    """Check every checkpoint's signature, then walk the chain (in this process or in worker
+    processes by ``seq`` range); the verdict names the first bad record. ``last_seq`` reads
+    the newest ``seq``; ``quiet``: see :func:`start_method`."""
     problems: list[tuple[int, str]] = []
     signed: dict[int, str] = {}
     for cp in checkpoints:
@@ -69,10 +89,12 @@ def verify_chain(
         automatic = True
     else:
         automatic = False
-    parallel = _FORK and workers > 1
+    method = start_method(quiet) if workers > 1 else None
+    parallel = method is not None
     top = last_seq() if parallel else 0
     if parallel and (not automatic or top > PARALLEL_VERIFY_MIN):
-        walk_parallel(db, walker, workers, top, stop_at)
+        assert method is not None
+        walk_parallel(db, walker, workers, top, stop_at, method)
     else:
         walk(db, walker, stop_at)
     candidates = [p for p in (walker.problem, first_cp_problem) if p is not None]
@@ -101,7 +123,12 @@ def walk(db: SQLRunner, walker: ChainWalker, stop_at: int | None) -> None:
 
 
 def walk_parallel(
-    db: SQLRunner, walker: ChainWalker, workers: int, top: int, stop_at: int | None
+    db: SQLRunner,
+    walker: ChainWalker,
+    workers: int,
+    top: int,
+    stop_at: int | None,
+    method: str = "fork",
 ) -> None:
     """Walk ``seq`` ranges in forked processes, then merge their verdicts in ``seq`` order.
 
@@ -112,21 +139,25 @@ def walk_parallel(
     then its first problem is the walk's. Otherwise (record ``lo`` deleted, a range
     whose worker failed), the rest is walked here from where the merged walk stands, so
     a gap or a broken link at a range boundary is reported exactly as the single walk
-    would. Fork, not spawn: the children have everything imported already (spawn pays
-    ~1 s importing Podium), and each opens its own connection.
+    would. Started by ``method`` (:func:`start_method`), never spawn: the children have
+    everything imported already (spawn pays ~1 s importing Podium each time), and each opens
+    its own connection from the database URL.
     """
     bounds = sorted({top * i // workers for i in range(workers)})
     if stop_at is not None:
         bounds = [b for b in bounds if b < stop_at] or [0]
     ranges = [(lo, hi) for lo, hi in zip(bounds, [*bounds[1:], None], strict=True)]
-    context = multiprocessing.get_context("fork")
+    context: Any = multiprocessing.get_context(method)  # fork or forkserver: both have Process
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__])  # read when the server starts, once
+    url = db.engine.url.render_as_string(hide_password=False)  # to the children only
     started: list[tuple[Any, Any]] = []
     try:
         for lo, hi in ranges:
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_walk_range,
-                args=(db.engine, walker.signed, lo, hi, stop_at, send),
+                args=(url, walker.signed, lo, hi, stop_at, send, _VERIFY_PAGE),
                 name="podium-audit-verify",
                 daemon=True,
             )
@@ -219,20 +250,21 @@ def _page_query(engine: Engine) -> str:
 
 
 def _walk_range(
-    engine: Engine,
+    url: str,
     signed: Mapping[int, str],
     lo: int,
     hi: int | None,
     stop_at: int | None,
     out: Any,
+    page_size: int,
 ) -> None:
-    """A forked worker of :meth:`AuditLog._walk_parallel`: walk records ``(lo, hi]`` from
+    """A worker process of :func:`walk_parallel`: walk records ``(lo, hi]`` from
     record ``lo``'s stored ``chain_hash`` and send back ``(that hash, walker state)``, or
     ``None`` when the range cannot be walked here (record ``lo`` missing, a database error):
     the parent then walks on by itself and reports whatever is wrong."""
     outcome: tuple[Any, ...] | None = None
     try:
-        engine.dispose(close=False)  # the parent's pooled connections are not ours to use
+        engine = create_engine(url, poolclass=NullPool)  # its own: never the parent's pool
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         connection = engine.raw_connection()
         try:
@@ -255,7 +287,7 @@ def _walk_range(
                     # (on the stale statistics a bulk append leaves) a bitmap scan that sorts
                     # the rest of the range for every page, ~6x slower than the index scan.
                     cursor.execute(
-                        query, (low, _VERIFY_PAGE if hi is None else min(_VERIFY_PAGE, hi - low))
+                        query, (low, page_size if hi is None else min(page_size, hi - low))
                     )
                     page = cursor.fetchall()
                     if hi is not None and page and page[-1][0] > hi:  # records deleted inside
