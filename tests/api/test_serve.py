@@ -66,6 +66,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
             env=env,
             stdout=stdout,
             stderr=stderr,
+            # as from a terminal: a test run started in the background (a CI job, `cmd &` in
+            # a script) ignores SIGINT, and the server would inherit that
+            preexec_fn=_default_sigint,
         )
     running = Server(process, f"http://127.0.0.1:{port}", out, err)
     try:
@@ -90,6 +93,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _poll(client: httpx.Client, run_id: str, *statuses: str) -> dict[str, Any]:
@@ -147,7 +154,7 @@ def test_podium_serve_runs_workflows_and_reviews_over_http(server: Server) -> No
 
     # Ctrl-C: uvicorn shuts down gracefully, then re-raises SIGINT (exit status 128 + 2).
     server.process.send_signal(signal.SIGINT)
-    assert server.process.wait(timeout=20) == 130
+    assert server.process.wait(timeout=20) == 130, server.stderr()
     logs = server.stderr()
     assert "Traceback" not in logs
     assert "recovery: no runs were left running" in logs  # Podium's own log lines are shown
