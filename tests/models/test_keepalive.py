@@ -4,8 +4,9 @@ event loop and on uvloop (the one ``podium serve`` runs): reuse, framing, closes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -89,15 +90,25 @@ def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[None]], None]:
 Answer = tuple[int, Mapping[str, str], bytes]
 
 
-async def _answer(script: Script, client: KeepAliveClient, n: int) -> tuple[Server, list[Answer]]:
+@contextlib.asynccontextmanager
+async def serving(
+    script: Script, *clients: KeepAliveClient, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[Server, str]]:
+    """A server following ``script`` and its chat URL; stops it and closes ``clients`` after."""
     server = Server(script)
-    await server.start()
-    url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+    await server.start(tls)
+    scheme = "https" if tls is not None else "http"
     try:
-        got = [await client.post(url, b'{"n": %d}' % i, {"x-k": "v"}) for i in range(n)]
+        yield server, f"{scheme}://127.0.0.1:{server.port}/v1/chat/completions"
     finally:
-        await client.close()
+        for client in clients:
+            await client.close()
         await server.stop()
+
+
+async def _answer(script: Script, client: KeepAliveClient, n: int) -> tuple[Server, list[Answer]]:
+    async with serving(script, client) as (server, url):
+        got = [await client.post(url, b'{"n": %d}' % i, {"x-k": "v"}) for i in range(n)]
     return server, got
 
 
@@ -152,18 +163,12 @@ def test_a_connection_the_server_closes_is_never_reused(
         return ok(b"%d" % n), "close" if n == 2 else ""  # 2: closed after answering, unasked
 
     async def main() -> None:
-        server = Server(script)
-        await server.start()
-        url = f"http://127.0.0.1:{server.port}/"
         client = KeepAliveClient(5)
-        try:
+        async with serving(script, client) as (server, url):
             assert (await client.post(url, b"", {}))[2] == b"1"
             assert (await client.post(url, b"", {}))[2] == b"2"
             await asyncio.sleep(0.05)  # the server's close reaches the idle connection
             assert (await client.post(url, b"", {}))[2] == b"3"
-        finally:
-            await client.close()
-            await server.stop()
         assert server.connections == client.connections_made == 3
 
     run(main())
@@ -178,11 +183,8 @@ def test_an_idle_connection_past_its_age_is_replaced(
         return ok(), ""
 
     async def main() -> None:
-        server = Server(script)
-        await server.start()
-        url = f"http://127.0.0.1:{server.port}/"
         client = KeepAliveClient(5, max_idle_s=10, clock=lambda: now[0])
-        try:
+        async with serving(script, client) as (_, url):
             await client.post(url, b"", {})
             now[0] = 9.0
             await client.post(url, b"", {})
@@ -190,9 +192,6 @@ def test_an_idle_connection_past_its_age_is_replaced(
             now[0] = 100.0
             await client.post(url, b"", {})
             assert client.connections_made == 2
-        finally:
-            await client.close()
-            await server.stop()
 
     run(main())
 
@@ -207,18 +206,12 @@ def test_failures_are_the_httpx_errors_the_adapters_map(
         return ok(b"x" * 100)[:90], "drop"  # the headers and part of the body, then gone
 
     async def main() -> None:
-        server = Server(script)
-        await server.start()
-        url = f"http://127.0.0.1:{server.port}/"
         client = KeepAliveClient(0.2)
-        try:
+        async with serving(script, client) as (server, url):
             with pytest.raises(httpx.ReadTimeout, match=r"no bytes from the server for 0\.2 s"):
                 await client.post(url, b"", {})
             with pytest.raises(httpx.ReadError, match="while reading the response"):
                 await client.post(url, b"", {})
-        finally:
-            await client.close()
-            await server.stop()
         refused = KeepAliveClient(1)
         with pytest.raises(httpx.ConnectError, match=f"127.0.0.1:{server.port}"):
             await refused.post(url, b"", {})  # nobody listens there any more
@@ -238,19 +231,13 @@ def test_https_with_the_servers_certificate_trusted(
         return ok(b'{"tls": %d}' % n), ""
 
     async def main() -> None:
-        server = Server(script)
-        await server.start(tls=served)
-        url = f"https://127.0.0.1:{server.port}/v1/chat/completions"
         client = KeepAliveClient(5, ssl_context=trusted)
         untrusted = KeepAliveClient(5)  # the system's trust store does not know this one
-        try:
+        async with serving(script, client, untrusted, tls=served) as (_, url):
             assert (await client.post(url, b"{}", {}))[2] == b'{"tls": 1}'
             assert (await client.post(url, b"{}", {}))[2] == b'{"tls": 2}'
             assert client.connections_made == 1
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await untrusted.post(url, b"{}", {})
-        finally:
-            await client.close()
-            await server.stop()
 
     run(main())

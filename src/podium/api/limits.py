@@ -17,6 +17,12 @@ def too_large_message(max_bytes: int) -> str:
     )
 
 
+def declared_over(scope: Scope, max_bytes: int) -> bool:
+    """The request's ``Content-Length`` says more than ``max_bytes``."""
+    declared = Headers(scope=scope).get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
 class BodySizeLimit:
     """ASGI middleware: refuse request bodies over ``max_bytes``.
 
@@ -33,8 +39,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared_over(scope, self.max_bytes):
             message = too_large_message(self.max_bytes)
             if scope["path"].startswith(openai_errors.PATH_PREFIX):
                 response = openai_errors.status_response(413, message)

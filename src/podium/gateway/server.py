@@ -123,13 +123,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.api.auth import Authenticator, Principal, admit, permitted, require
 from podium.api.errors import ApiError
-from podium.api.limits import too_large_message
+from podium.api.limits import declared_over, too_large_message
 from podium.api.state import GatewayDep, get_gateway, get_state
 from podium.errors import PodiumError, ProviderTimeout
 from podium.finops.ledger import Attribution
@@ -453,8 +452,7 @@ class ChatFastPath:
         Raises:
             ApiError: 413 when it is over the limit (declared, or as it arrives).
         """
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared_over(scope, self.max_bytes):
             raise ApiError(413, too_large_message(self.max_bytes))
         chunks: list[bytes] = []
         size = 0
