@@ -99,8 +99,9 @@ def test_concurrent_upgrades_are_serialised(empty_engine: Engine) -> None:
 
 def test_single_head_and_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0005"]
+    assert script.get_heads() == ["0006"]
     assert [rev.revision for rev in script.walk_revisions()] == [
+        "0006",
         "0005",
         "0004",
         "0003",

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,7 +46,7 @@ from typing import Literal, Protocol, get_args
 from podium.errors import ConfigError, PodiumError
 from podium.finops.ledger import Attribution
 from podium.models.catalog import money
-from podium.types import Clock
+from podium.types import Clock, ordered_id
 
 Window = Literal["daily", "weekly", "monthly", "total"]
 ScopeKind = Literal["org", "team", "project", "key", "use_case"]
@@ -400,7 +399,7 @@ class Budgets:
         units = to_units(request.amount)
         ttl = self._ttl_s if request.ttl_s is None else request.ttl_s
         reservation = Reservation(
-            uuid.uuid4().hex, request.request_id, from_units(units), tuple(holds), now + ttl
+            ordered_id(now), request.request_id, from_units(units), tuple(holds), now + ttl
         )
         if not holds:
             return reservation

@@ -575,7 +575,7 @@ class Gateway:
 
     def _context(self, caller: Caller, options: CallOptions, kind: str, model: str) -> CallContext:
         return CallContext(
-            options.request_id or new_request_id(),
+            options.request_id or new_request_id(self.clock.now()),
             caller,
             kind,
             model,

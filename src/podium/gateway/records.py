@@ -5,7 +5,7 @@ bound budgets reserve on."""
 
 from __future__ import annotations
 
-import uuid
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,6 +18,7 @@ from podium.gateway.limits import Reservation as LimitReservation
 from podium.gateway.resilience import Attempt
 from podium.gateway.routing import RouteDecision
 from podium.models.base import ChatRequest, Usage
+from podium.types import ordered_id
 
 R = TypeVar("R")
 
@@ -165,5 +166,8 @@ def prompt_token_bound(request: ChatRequest) -> int:
     return total
 
 
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+def new_request_id(now: float | None = None) -> str:
+    """A request id, ``req_`` and 32 hex digits ordered by ``now`` (see
+    :func:`~podium.types.ordered_id`). ``None``: the wall clock, for the ids of answers given
+    before a request reaches the gateway (its clock)."""
+    return "req_" + ordered_id(time.time() if now is None else now)

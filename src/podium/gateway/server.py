@@ -257,8 +257,8 @@ def _classification(request: Request, tags: Mapping[str, str] | None = None) -> 
     return request.headers.get(CLASSIFICATION_HEADER) or (tags or {}).get("classification")
 
 
-def _start(request: Request) -> str:
-    request_id = new_request_id()
+def _start(request: Request, gateway: Gateway) -> str:
+    request_id = new_request_id(gateway.clock.now())
     request.state.request_id = request_id
     return request_id
 
@@ -375,7 +375,7 @@ async def complete(
     """Answer a validated chat completion request of an admitted caller (the route's body, and
     :class:`ChatFastPath`'s)."""
     gateway = await get_gateway(request)  # not a dependency: FastAPI solves each for ~20 µs
-    request_id = _start(request)
+    request_id = _start(request, gateway)
     caller = caller_of(principal, request)
     chat, options = wire.to_chat_request(body, request_id)
     classification = _classification(request, options.tags)
@@ -493,7 +493,7 @@ async def embeddings(
     body: wire.EmbeddingCreate, request: Request, gateway: GatewayDep, principal: CallerDep
 ) -> Response:
     """Vectors for one text or many, in request order."""
-    request_id = _start(request)
+    request_id = _start(request, gateway)
     caller = caller_of(principal, request)
     served = await gateway.embed(
         wire.to_embed_request(body),
@@ -519,7 +519,7 @@ async def moderations(
     body: wire.ModerationCreate, request: Request, gateway: GatewayDep, principal: CallerDep
 ) -> Response:
     """One moderation result per input (text, or an inline ``data:image/...`` URL)."""
-    request_id = _start(request)
+    request_id = _start(request, gateway)
     caller = caller_of(principal, request)
     inputs = wire.to_moderation_request(body, body.model or default_moderation_model(gateway))
     options = CallOptions(request_id=request_id, classification=_classification(request))

@@ -198,14 +198,18 @@ budget_alerts = Table(
 """Alert thresholds crossed by a budget's spend, each recorded once per window."""
 
 
-# -- Audit trail (revision 0003) ------------------------------------------------------------------
+# -- Audit trail (revisions 0003, 0006) -----------------------------------------------------------
 # See podium.governance.audit: the chain commits to hashes only (header + payload ciphertext), so
 # a record's data key can be deleted (crypto-shredding) and the chain still verifies.
+
+AUDIT_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+"""The audit tables' ``seq``: on SQLite ``INTEGER``, so the primary key is the rowid itself, not
+a second copy in a unique index (revision 0006)."""
 
 audit_records = Table(
     "audit_records",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
     Column("ts", Float, nullable=False),
     Column("kind", String(32), nullable=False, index=True),
     Column("actor", String(200), nullable=False),
@@ -223,8 +227,8 @@ the record's canonical JSON header in clear; ``payload`` the AES-GCM nonce and c
 audit_keys = Table(
     "audit_keys",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("master_key_id", String(64), nullable=False, index=True),
+    Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
+    Column("master_key_id", String(64), nullable=False),
     Column("wrapped_key", LargeBinary, nullable=False),
 )
 """Each record's data key, wrapped by a master key; deleting a row crypto-shreds the record."""
@@ -232,7 +236,7 @@ audit_keys = Table(
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
     Column("chain_hash", String(64), nullable=False),
     Column("ts", Float, nullable=False),
     Column("signer_key_id", String(64), nullable=False),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +47,7 @@ from podium.types import (
     StepExecutor,
     Store,
     SystemClock,
+    ordered_id,
 )
 from podium.workflows.context import RunState
 from podium.workflows.executors import InlineExecutor
@@ -166,8 +166,7 @@ class Engine:
         return plan(workflow, registry=self.registry)
 
     def _new_id(self) -> str:
-        millis = int(self.clock.now() * 1000)
-        return f"{millis:012x}{secrets.token_hex(5)}"
+        return ordered_id(self.clock.now(), random_bytes=5)
 
     # -- starting -------------------------------------------------------------------------
     async def _create(
