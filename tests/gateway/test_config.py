@@ -132,6 +132,15 @@ CASES: dict[str, list[Expect]] = {
             "'tier: 1'",
         )
     ],
+    "bad_cascade_agreement_alone": [
+        Expect(
+            "5:7",
+            "model_groups.0.cascade.judge",
+            "judging by agreement needs two deployments on every tier below the top one; "
+            "tier 0 has 1",
+            "add a second deployment with 'tier: 0'",
+        )
+    ],
     "bad_negative_limit": [Expect("5:5", "budgets.0.limit", "must be ≥ 0, got -5.00")],
     "bad_budget_amount": [
         Expect("5:5", "budgets.0.limit", "'ten dollars' is not a decimal amount")
@@ -369,6 +378,24 @@ def test_a_cascade_group_carries_its_threshold(full: GatewayConfig, catalog: Cat
     assert easy.chosen.model == "openai/gpt-4o-mini"
     assert hard.chosen.model == "openai/gpt-4o"
     assert full.cascade_confidence() == {"smart": 0.6}
+    assert full.cascade_agreement() == []  # judged by confidence unless the file says agreement
+
+
+def test_an_agreement_cascade_is_named_to_the_pipeline(tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "model_groups:\n"
+        "  - name: vote\n"
+        "    strategy: cascade\n"
+        "    cascade: {judge: agreement}\n"
+        "    deployments:\n"
+        "      - {model: openai/gpt-4o-mini, tier: 0}\n"
+        "      - {model: openai/gpt-4.1-nano, tier: 0}\n"
+        "      - {model: openai/gpt-4o, tier: 1}\n"
+    )
+    config = GatewayConfig.load(path, catalog=catalog)
+    assert config.cascade_agreement() == ["vote"]
+    assert config.cascade_confidence() == {"vote": 0.5}
 
 
 def test_a_weighted_group_follows_weights_and_the_rng(

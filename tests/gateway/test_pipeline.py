@@ -409,3 +409,52 @@ async def test_a_cascade_escalates_an_unsure_answer_and_bills_both_tiers(
         ("openai/gpt-4.1", 0, strong_cost),
         (MINI, 1, cheap_cost),
     ]
+
+
+@pytest.mark.parametrize(
+    ("cheap_answers", "escalated"),
+    [
+        (("(B) Paris", "B."), False),  # the same option: kept, both billed
+        (("A) Lyon", "B) Paris"), True),  # different options: the strong tier answers
+    ],
+)
+async def test_an_agreement_cascade_keeps_an_answer_two_cheap_models_agree_on(
+    make_gateway: Callable[..., Gateway],
+    sim: OpenAISimulator,
+    clock: FakeClock,
+    cheap_answers: tuple[str, str],
+    escalated: bool,
+) -> None:
+    catalog = Catalog.builtin()
+    first = Deployment("mini", catalog.get(MINI), tier=0)
+    second = Deployment("nano", catalog.get("openai/gpt-4.1-nano"), tier=0)
+    strong = Deployment("big", catalog.get("openai/gpt-4.1"), tier=1)
+    ledger = MemoryLedger()
+    gw = make_gateway(
+        groups=[ModelGroup("smart", (first, second, strong), strategy=CascadeStrategy())],
+        cascade_confidence={"smart": 0.5},
+        cascade_agreement=["smart"],
+        ledger=ledger,
+    )
+    sim.script(
+        *(Reply(text=a, input_tokens=10, output_tokens=3) for a in cheap_answers),
+        Reply(text="B) Paris", input_tokens=10, output_tokens=3),
+    )
+    served = await gw.chat(ask("Capital of France? A) Lyon B) Paris", model="smart"), TEAM)
+
+    day = utc_day(clock.now())
+    cost = {d.id: price(d.info, Usage(10, 3), day).total for d in (first, second, strong)}
+    await gw.flush()
+    rows = await ledger.entries()
+    if escalated:
+        assert (served.response.text, served.record.deployment) == ("B) Paris", "big")
+        assert sorted(r.model for r in rows) == sorted([MINI, "openai/gpt-4.1-nano", strong.model])
+        assert served.cost == cost["mini"] + cost["nano"] + cost["big"]
+        assert len(sim.requests) == 3
+    else:
+        assert served.record.deployment == "mini"
+        assert served.response.text in cheap_answers
+        assert sorted(r.model for r in rows) == sorted([MINI, "openai/gpt-4.1-nano"])
+        assert served.cost == cost["mini"] + cost["nano"]  # the judge's answer is billed too
+        assert len(sim.requests) == 2
+    assert sum((r.cost for r in rows), Decimal(0)) == served.cost

@@ -34,12 +34,22 @@ from podium.gateway.routing import (
     Score,
     UsageBasedStrategy,
     WeightedStrategy,
+    agreement,
+    agreement_key,
     estimate_cost,
     estimate_tokens,
     heuristic_confidence,
     run_cascade,
 )
-from podium.models.base import Capability, ChatRequest, ChatResponse, Message, Tool, Usage
+from podium.models.base import (
+    Capability,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    Message,
+    Tool,
+    Usage,
+)
 from podium.models.catalog import ModelInfo, Price, PriceTier
 from podium.testing import FakeClock
 
@@ -546,3 +556,33 @@ async def test_route_then_resilience_then_cascade_compose(clock: FakeClock) -> N
     assert served == ["local-small", "mid-a", "mid-b"]
     assert result.outcome.deployment == "mid-b"
     assert [a.outcome for a in result.outcome.attempts] == ["failed", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agree"),
+    [
+        ("B", "(B) Paris", True),
+        ("Answer: B.", "b", True),
+        ("The correct answer is C", "C) 42", True),
+        ("[2] the second", "2.", True),
+        ("A) Lyon", "B) Paris", False),
+        ("Paris.", "  paris ", True),
+        ("Paris", "Lyon", False),
+        ("Because it is older.", "because it is older", True),
+        ("Apples are red.", "A) apples", False),  # a sentence is no option letter
+    ],
+)
+def test_answers_agree_on_the_same_option_or_the_same_text(a: str, b: str, agree: bool) -> None:
+    assert (agreement_key(a) == agreement_key(b)) is agree
+
+
+def test_agreement_needs_a_confident_first_answer() -> None:
+    request = ChatRequest(model="m", messages=[Message("user", "A or B?")])
+
+    def answer(text: str, finish: FinishReason = "stop") -> ChatResponse:
+        return ChatResponse(text, "m", "m", "p", Usage(1, 1), finish_reason=finish)
+
+    assert agreement(request, answer("B"), answer("(B)")).value == 1.0
+    assert agreement(request, answer("B"), answer("A")).reasons == ("answers disagree",)
+    assert agreement(request, answer(""), answer("")).value == 0.0  # empty answers never agree
+    assert agreement(request, answer("B", "length"), answer("B")).value == 0.0  # cut short

@@ -116,6 +116,7 @@ async def open_gateway(
             deployment_keys=keys,
             allow_unpriced=config.pricing.allow_unpriced,
             cascade_confidence=config.cascade_confidence(),
+            cascade_agreement=config.cascade_agreement(),
             governance=governance,
         )
     except BaseException:

@@ -256,6 +256,11 @@ class CascadeConfig(Section):
     """A request whose complexity score reaches this starts one tier up."""
     confidence_threshold: float = Field(default=0.5, ge=0, le=1)
     """An answer whose confidence is below this is escalated to the next tier."""
+    judge: Literal["confidence", "agreement"] = "confidence"
+    """How an answer below the top tier is judged: ``confidence``, one answer's own signs of
+    doubt (empty, refused, cut, hedged, invalid JSON); ``agreement``, the tier's first two
+    deployments are asked at once and the answer escalates unless they agree (same option
+    letter, or the same text once case and spacing are folded). Both answers are billed."""
 
 
 class LearnedConfig(Section):
@@ -409,6 +414,20 @@ class GroupConfig(Section):
                     "give the stronger deployments 'tier: 1'",
                 )
             )
+        if self.cascade is not None and self.cascade.judge == "agreement" and len(tiers) > 1:
+            top = max(tiers)
+            for tier in sorted(tiers - {top}):
+                count = sum(1 for d in self.deployments if d.tier == tier)
+                if count < 2:
+                    problems.append(
+                        Problem(
+                            ("cascade", "judge"),
+                            f"judging by agreement needs two deployments on every tier below "
+                            f"the top one; tier {tier} has {count}",
+                            f"add a second deployment with 'tier: {tier}', or use "
+                            "'judge: confidence'",
+                        )
+                    )
         if self.strategy == "weighted" and not any(d.weight > 0 for d in self.deployments):
             problems.append(
                 Problem(
@@ -1009,6 +1028,14 @@ class GatewayConfig(Section):
             for g in self.groups
             if g.strategy == "cascade"
         }
+
+    def cascade_agreement(self) -> list[str]:
+        """The cascade groups that judge answers by agreement."""
+        return [
+            g.name
+            for g in self.groups
+            if g.strategy == "cascade" and g.cascade is not None and g.cascade.judge == "agreement"
+        ]
 
     def client_keys(self, environ: Mapping[str, str]) -> list[ClientKey]:
         """The client keys with their secrets read from ``environ``; an unset (or empty)

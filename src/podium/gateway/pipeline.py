@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -153,6 +153,8 @@ class Gateway:
         allow_unpriced: Let calls go to deployments with no price in force (recorded at zero).
         cascade_confidence: Cascade group → the confidence below which a non-streamed answer
             escalates to the next (stronger) tier.
+        cascade_agreement: Cascade groups whose answers below the top tier are judged by two
+            deployments' agreement rather than one answer's confidence.
         governance: Policy, PII redaction and the audit trail
             (:class:`~podium.governance.gate.Governance`); ``None``: ungoverned (tests, tools).
     """
@@ -175,6 +177,7 @@ class Gateway:
         deployment_keys: Mapping[str, SecretStr] | None = None,
         allow_unpriced: bool = False,
         cascade_confidence: Mapping[str, float] | None = None,
+        cascade_agreement: Iterable[str] = (),
         governance: Governance | None = None,
     ) -> None:
         self.hub = hub
@@ -195,6 +198,7 @@ class Gateway:
         self._price_gaps: dict[tuple[int, date], tuple[ModelInfo, str | None]] = {}
         """Per deployment and UTC day: why it has no price in force (``None``: it has one)."""
         self.cascade_confidence = dict(cascade_confidence or {})
+        self.cascade_agreement = frozenset(cascade_agreement)
         self.governance = governance
         self._adapters: dict[str, Model] = {}
         self._implicit: dict[str, ModelGroup] = {}
@@ -721,18 +725,25 @@ class Gateway:
 
         try:
             result = await run_cascade(
-                decision, tier, request, threshold=self.cascade_confidence[decision.group]
+                decision,
+                tier,
+                request,
+                threshold=self.cascade_confidence[decision.group],
+                judge="agreement" if decision.group in self.cascade_agreement else "confidence",
             )
         except CallFailed as failure:
             if fallback is None:
                 raise
             return Outcome(fallback(failure), None, failure.attempts, True, failure)
         kept: Outcome[ChatResponse] = result.outcome
-        for step in result.steps[:-1]:
-            if step.outcome is not None and step.outcome.deployment is not None:
-                d = self._find(ctx, step.outcome.deployment)
-                if d is not None:
-                    escalations.append((d, step.outcome.value.usage))
+        for i, step in enumerate(result.steps):
+            # every answer was billed: the unsure tiers' and those asked only to judge another
+            billed = [*step.others] if i + 1 == len(result.steps) else [step.outcome, *step.others]
+            for outcome in billed:
+                if outcome is not None and outcome.deployment is not None:
+                    d = self._find(ctx, outcome.deployment)
+                    if d is not None:
+                        escalations.append((d, outcome.value.usage))
         return kept
 
     def _baseline(

@@ -21,6 +21,7 @@ a learned router plugs in beside the heuristics here.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import math
@@ -415,6 +416,10 @@ class ComplexityScorer(Protocol):
     def __call__(self, request: RouteRequest, prompt_tokens: int) -> Score: ...
 
 
+CascadeJudge = Literal["confidence", "agreement"]
+"""How a cascade judges a tier's answer (see :func:`run_cascade`)."""
+
+
 class ConfidenceFn(Protocol):
     """How sure an answer looks (0 unsure … 1 sure)."""
 
@@ -534,6 +539,8 @@ class CascadeStep:
     outcome: Outcome[ChatResponse] | None
     error: CallFailed | None = None
     confidence: Score | None = None
+    others: tuple[Outcome[ChatResponse], ...] = ()
+    """Further answers of the tier, asked only to judge ``outcome`` (agreement): billed too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,6 +556,70 @@ class CascadeResult:
         return len(self.steps) > 1
 
 
+_OPTION = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?"
+    r"[(\[]?([A-Ha-h1-8])[)\].:]?(?:\s|$)",
+    re.I,
+)
+
+
+def agreement_key(text: str) -> str:
+    """What two answers must share to agree: the option of a lettered or numbered answer
+    (``B``, ``(B) Paris``, ``Answer: B.``), else the text case-folded with its whitespace
+    collapsed and its closing punctuation dropped."""
+    found = _OPTION.match(text)
+    if found:
+        return "option " + found.group(1).upper()
+    return " ".join(text.casefold().split()).rstrip(".!;:")
+
+
+def agreement(request: ChatRequest, first: ChatResponse, second: ChatResponse) -> Score:
+    """Sure (1) when two models' answers agree (:func:`agreement_key`; tool calls by name and
+    arguments) and the first shows no sign of doubt (:func:`heuristic_confidence`: empty,
+    refused, cut, hedged…); unsure (0) otherwise."""
+    own = heuristic_confidence(request, first)
+    if own.value < 1.0:
+        return Score(0.0, own.reasons)
+    if first.tool_calls or second.tool_calls:
+        same = [(c.name, c.arguments) for c in first.tool_calls] == [
+            (c.name, c.arguments) for c in second.tool_calls
+        ]
+    else:
+        same = agreement_key(first.text) == agreement_key(second.text)
+    return Score(1.0, ("answers agree",)) if same else Score(0.0, ("answers disagree",))
+
+
+async def _judged_by_agreement(
+    deployments: Sequence[Deployment],
+    call: Callable[[Sequence[Deployment]], Awaitable[Outcome[ChatResponse]]],
+    request: ChatRequest,
+) -> CascadeStep:
+    """Ask the tier's first two deployments at once; sure only when they agree. Both are billed;
+    one failing leaves the other's answer unconfirmed (escalated)."""
+    tier = deployments[0].tier
+    results = await asyncio.gather(
+        call(deployments[:1]), call(deployments[1:2]), return_exceptions=True
+    )
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, CallFailed):
+            raise r
+    if not answered:
+        failure = results[0]
+        assert isinstance(failure, CallFailed)
+        return CascadeStep(tier, None, error=failure)
+    if len(answered) == 1:
+        unconfirmed = Score(0.0, ("the second model failed: no agreement to judge by",))
+        return CascadeStep(tier, answered[0], confidence=unconfirmed)
+    first, second = answered
+    return CascadeStep(
+        tier,
+        first,
+        confidence=agreement(request, first.value, second.value),
+        others=(second,),
+    )
+
+
 async def run_cascade(
     decision: RouteDecision,
     call: Callable[[Sequence[Deployment]], Awaitable[Outcome[ChatResponse]]],
@@ -556,17 +627,37 @@ async def run_cascade(
     *,
     confidence: ConfidenceFn = heuristic_confidence,
     threshold: float = 0.5,
+    judge: CascadeJudge = "confidence",
 ) -> CascadeResult:
     """Call the decision's tiers in ranked order (each tier's deployments given to ``call``
     together, so it can fall back within the tier), moving up to a *stronger* tier while the
-    answer's confidence is below ``threshold`` or the tier failed outright.
+    answer looks unsure or the tier failed outright.
 
-    Not for streams: judging confidence needs the whole answer, so a streamed request relies on
-    the :class:`CascadeStrategy` ranking (the scorer) alone."""
+    ``judge`` says how an answer is judged below the top tier: ``confidence`` scores it alone
+    (``confidence`` < ``threshold`` escalates); ``agreement`` asks the tier's two first
+    deployments at once and escalates unless their answers agree (the top tier is asked once
+    and kept). Agreement is real per-request evidence where one-model confidence has little:
+    on RouterBench's lettered tasks two cheap models that agree are right far more often than
+    either alone (``benchmarks/README.md``, learned router).
+
+    Not for streams: judging needs the whole answer, so a streamed request relies on the
+    :class:`CascadeStrategy` ranking (the scorer) alone."""
     tiers = [(tier, tuple(group)) for tier, group in groupby(decision.ranked, key=lambda d: d.tier)]
     steps: list[CascadeStep] = []
     for i, (tier, deployments) in enumerate(tiers):
         last = i + 1 == len(tiers) or tiers[i + 1][0] <= tier  # only ever escalate upwards
+        if judge == "agreement" and not last and len(deployments) > 1:
+            step = await _judged_by_agreement(deployments, call, request)
+            steps.append(step)
+            if step.outcome is None:
+                assert step.error is not None
+                if isinstance(step.error.last_error, BadModelRequest):
+                    raise step.error
+                continue
+            assert step.confidence is not None
+            if step.confidence.value >= threshold:
+                return CascadeResult(step.outcome, tuple(steps), unsure=False)
+            continue
         try:
             outcome = await call(deployments)
         except CallFailed as failure:
