@@ -51,8 +51,8 @@ def call_entry(record: CallRecord) -> AuditEntry:
     }
     if record.baseline_cost is not None:
         header["baseline_cost"] = record.baseline_cost
-    if record.route is not None:
-        route = record.route.to_dict()
+    route = None if record.route is None else record.route.to_dict()
+    if route is not None:
         header["route"] = {k: route[k] for k in ("group", "strategy", "chosen", "reason")}
     usage = record.usage
     payload: dict[str, Any] = {
@@ -68,7 +68,7 @@ def call_entry(record: CallRecord) -> AuditEntry:
             "requests": usage.requests,
         },
         "attempts": [a.to_dict() for a in record.attempts],
-        "route": None if record.route is None else record.route.to_dict(),
+        "route": route,
         "use_case": who.use_case,
         "latency_s": record.latency_s,
         "call_ts": record.ts,
