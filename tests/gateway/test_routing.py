@@ -537,6 +537,44 @@ async def test_a_failed_tier_escalates_and_a_failed_top_tier_raises(clock: FakeC
         await run_cascade(decide(clock), tiers, ask().chat)
 
 
+async def test_an_unsure_answer_is_kept_when_the_stronger_tiers_are_down(clock: FakeClock) -> None:
+    failure = CallFailed("down", last_error=ProviderOverloaded("503"), attempts=())
+    hedged = answer("I'm not sure, possibly 5?")
+    tiers = Tiers({"local-small": hedged, "mid-a": failure, "frontier": failure})
+    result = await run_cascade(decide(clock), tiers, ask().chat)
+    assert (result.outcome.deployment, result.unsure) == ("local-small", True)
+    assert [s.error is failure for s in result.steps] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("mid_b", "kept", "calls"),
+    [
+        ("(A) 4", "mid-a", [["local-small"], ["mid-a"], ["mid-b"]]),
+        ("B) 5", "frontier", [["local-small"], ["mid-a"], ["mid-b"], ["frontier"]]),
+    ],
+)
+async def test_an_agreement_cascade_asks_two_of_a_tier_and_escalates_on_disagreement(
+    clock: FakeClock, mid_b: str, kept: str, calls: list[list[str]]
+) -> None:
+    tiers = Tiers(
+        {
+            "local-small": answer("I'm not sure, possibly 5?"),  # tier 0 has one deployment
+            "mid-a": answer("A. 4"),
+            "mid-b": answer(mid_b),
+            "frontier": answer("A"),
+        }
+    )
+    result = await run_cascade(decide(clock), tiers, ask().chat, judge="agreement")
+    assert result.outcome.deployment == kept
+    assert tiers.calls == calls  # the lone tier 0 is judged by its confidence
+    middle = result.steps[1]
+    assert [o.deployment for o in middle.others] == ["mid-b"]  # billed, not kept
+    assert middle.confidence is not None
+    assert middle.confidence.reasons == (
+        ("answers agree",) if kept == "mid-a" else ("answers disagree",)
+    )
+
+
 async def test_route_then_resilience_then_cascade_compose(clock: FakeClock) -> None:
     """The stages as the pipeline will chain them: route → cascade over tiers → resilient call
     within a tier (falling back from mid-a to mid-b)."""

@@ -736,11 +736,10 @@ class Gateway:
                 raise
             return Outcome(fallback(failure), None, failure.attempts, True, failure)
         kept: Outcome[ChatResponse] = result.outcome
-        for i, step in enumerate(result.steps):
+        for step in result.steps:
             # every answer was billed: the unsure tiers' and those asked only to judge another
-            billed = [*step.others] if i + 1 == len(result.steps) else [step.outcome, *step.others]
-            for outcome in billed:
-                if outcome is not None and outcome.deployment is not None:
+            for outcome in (step.outcome, *step.others):
+                if outcome is not None and outcome is not kept and outcome.deployment is not None:
                     d = self._find(ctx, outcome.deployment)
                     if d is not None:
                         escalations.append((d, outcome.value.usage))

@@ -609,7 +609,7 @@ async def _judged_by_agreement(
         assert isinstance(failure, CallFailed)
         return CascadeStep(tier, None, error=failure)
     if len(answered) == 1:
-        unconfirmed = Score(0.0, ("the second model failed: no agreement to judge by",))
+        unconfirmed = Score(0.0, ("one of the two models failed: no agreement to judge by",))
         return CascadeStep(tier, answered[0], confidence=unconfirmed)
     first, second = answered
     return CascadeStep(
@@ -640,6 +640,9 @@ async def run_cascade(
     on RouterBench's lettered tasks two cheap models that agree are right far more often than
     either alone (``benchmarks/README.md``, learned router).
 
+    When the top tier fails, the last answer a lower tier gave is kept (``unsure``): it was
+    billed, and an unsure answer beats none; with no answer at all the failure is raised.
+
     Not for streams: judging needs the whole answer, so a streamed request relies on the
     :class:`CascadeStrategy` ranking (the scorer) alone."""
     tiers = [(tier, tuple(group)) for tier, group in groupby(decision.ranked, key=lambda d: d.tier)]
@@ -662,8 +665,14 @@ async def run_cascade(
             outcome = await call(deployments)
         except CallFailed as failure:
             steps.append(CascadeStep(tier, None, error=failure))
-            if last or isinstance(failure.last_error, BadModelRequest):
+            if isinstance(failure.last_error, BadModelRequest):
                 raise
+            if last:
+                earlier = [st.outcome for st in steps if st.outcome is not None]
+                if not earlier:
+                    raise
+                # The stronger tiers are down: an unsure answer (billed already) beats none.
+                return CascadeResult(earlier[-1], tuple(steps), unsure=True)
             continue
         sure = confidence(request, outcome.value)
         steps.append(CascadeStep(tier, outcome, confidence=sure))
