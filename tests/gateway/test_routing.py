@@ -15,6 +15,7 @@ import pytest
 
 from podium.errors import ModelNotFound, ProviderOverloaded
 from podium.gateway.breaker import BreakerPolicy, Breakers
+from podium.gateway.cascade import agreement, agreement_key, heuristic_confidence, run_cascade
 from podium.gateway.resilience import CallFailed, Outcome, Resilience, RetryPolicy
 from podium.gateway.routing import (
     CascadeStrategy,
@@ -34,12 +35,8 @@ from podium.gateway.routing import (
     Score,
     UsageBasedStrategy,
     WeightedStrategy,
-    agreement,
-    agreement_key,
     estimate_cost,
     estimate_tokens,
-    heuristic_confidence,
-    run_cascade,
 )
 from podium.models.base import (
     Capability,

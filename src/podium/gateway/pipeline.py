@@ -47,6 +47,7 @@ from podium.finops.ledger import Ledger, LedgerEntry, utc_day
 from podium.finops.pricing import UnknownPrice, price, worst_case
 from podium.gateway.breaker import Breakers
 from podium.gateway.cache import CacheHit, CacheMiss, CacheQuery, ResponseCache
+from podium.gateway.cascade import run_cascade
 from podium.gateway.limits import LimitRequest, LimitRule, RateLimiter
 from podium.gateway.recorder import Recorder
 from podium.gateway.records import (
@@ -78,7 +79,6 @@ from podium.gateway.routing import (
     RouteDecision,
     Router,
     RouteRequest,
-    run_cascade,
 )
 from podium.gateway.stream import ChatStream, replay_chunks
 from podium.models.base import (
