@@ -7,13 +7,15 @@ An unreachable server fails those tests: it never skips them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine
 
 from podium.store import open_store
+from podium.store.sql import create_store_engine, store_url
 from podium.types import Store
 from tests.conftest import truncate as _truncate
 
@@ -68,3 +70,26 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+# -- migration tests: one new database per test, at the revision the test migrates it to ---------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrated.db'}"
+    create: Callable[[], str] = request.getfixturevalue("pg_database")
+    return create()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on :func:`db_url`, with the store's SQLite settings on SQLite."""
+    url = store_url(db_url)
+    made = create_store_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
+    try:
+        yield made
+    finally:
+        made.dispose()

@@ -4,40 +4,18 @@ it reads, decrypts and verifies the same after it, and appends go on from where 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from podium.governance.audit import AuditLog
 from podium.governance.chain import AuditEntry
 from podium.governance.keys import MasterKey, SigningKey
 from podium.store.migrations import alembic_config
-from podium.store.sql import create_store_engine, store_url
 from podium.testing import FakeClock
 
 TABLES = ("audit_records", "audit_keys", "audit_checkpoints")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.db'}"
-    create: Callable[[], str] = request.getfixturevalue("pg_database")
-    return create()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    url = store_url(db_url)
-    engine = create_store_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _migrate(engine: Engine, revision: str) -> None:

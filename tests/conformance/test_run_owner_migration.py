@@ -3,34 +3,12 @@ with no team, so org-wide principals of that organisation still see them and no 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from podium.store.migrations import alembic_config
-from podium.store.sql import SQLStore, create_store_engine, store_url
+from podium.store.sql import SQLStore
 from podium.types import DEFAULT_ORG
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'owner.db'}"
-    create: Callable[[], str] = request.getfixturevalue("pg_database")
-    return create()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    url = store_url(db_url)
-    engine = create_store_engine(url) if url.get_backend_name() == "sqlite" else create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _upgrade(engine: Engine, revision: str) -> None:
