@@ -8,7 +8,7 @@ per governed model call — dirtied both, in ``audit_records`` and ``audit_keys`
 to the write-ahead log. The index on ``audit_keys.master_key_id`` served only key rotation,
 which walks the keys in ``seq`` order anyway and rewraps nearly every one it meets; it cost a
 further page per append. Measured on one core: an append of one record took ~110 µs before,
-~82 µs after, and wrote ~33 KB of log instead of ~20 KB.
+~89 µs after, and wrote ~31 KiB of log instead of ~18 KiB (the B-tree pages it dirties: 7 → 4).
 
 SQLite tables are rebuilt (Alembic's batch mode copies the rows and recreates the other
 indexes), so upgrading a large trail takes a while once; the stored values do not change, and
