@@ -260,7 +260,8 @@ class CascadeConfig(Section):
     """How an answer below the top tier is judged: ``confidence``, one answer's own signs of
     doubt (empty, refused, cut, hedged, invalid JSON); ``agreement``, the tier's first two
     deployments are asked at once and the answer escalates unless they agree (same option
-    letter, or the same text once case and spacing are folded). Both answers are billed."""
+    letter, or the same text once case and spacing are folded). Both answers are billed. A
+    streamed request is never judged: it streams from the tier its complexity score picks."""
 
 
 class LearnedConfig(Section):
