@@ -700,3 +700,14 @@ def test_every_field_has_a_description() -> None:
         if not f.description
     ]
     assert undocumented == []
+
+
+def test_the_group_sections_are_reexported_by_the_config_module() -> None:
+    import podium.gateway.config as config
+    import podium.gateway.config_groups as groups
+
+    exported = [name for name in groups.__all__ if name != "unknown_model"]
+    assert exported
+    assert all(getattr(config, name) is getattr(groups, name) for name in exported)
+    assert set(exported) <= set(config.__all__)
+    assert len(set(config.__all__)) == len(config.__all__)  # each name once
