@@ -183,6 +183,9 @@ def test_a_same_wrong_share_scores_two_wrong_answers_in_expectation() -> None:
     assert at["pessimistic"].costs[0][3] == calls
     assert at["optimistic"].costs[0][3] == calls + Decimal("0.005")
     assert at[0.25].costs[0][3] == calls + Decimal("0.75") * Decimal("0.005")
+    # exact money: 1 - 0.8 is 0.2, not the float 0.19999999999999996
+    dear = cascade_actions(examples, outcomes, [("mid", "cheap")], 0.8)[0]
+    assert dear.costs[0][3] == calls + Decimal("0.2") * Decimal("0.005")
     # where the data tells (one right, one wrong), the share changes nothing
     told = [_four_options({"cheap": 0, "mid": 1, "premium": 1})]
     told_outcomes = Outcomes.of(told)

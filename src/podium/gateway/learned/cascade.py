@@ -167,6 +167,7 @@ def cascade_actions(
     lettered = np.array([options(e.prompt) >= 2 for e in examples])
     exact = np.array([two_choice(e.prompt) for e in examples])
     same = same_wrong_share(bound)
+    unsure = _ONE - Decimal(repr(same))  # the escalation's probability, exact: 1 - 0.8 = 0.2
     quality = [outcomes.quality[:, j] for j in range(m)]
     costs = [[outcomes.costs[i][j] for i in range(n)] for j in range(m)]
     valid = [np.ones(n, dtype=bool) for _ in range(m)]
@@ -180,7 +181,7 @@ def cascade_actions(
             quality.append(
                 agree * outcomes.quality[:, a] + (1.0 - agree) * outcomes.quality[:, top]
             )
-            escalate = [Decimal(repr(1.0 - float(p))) for p in agree]
+            escalate = [_ONE if p == 0.0 else _ZERO if p == 1.0 else unsure for p in agree]
             costs.append(
                 [
                     outcomes.costs[i][a]
@@ -250,6 +251,7 @@ def routed_cascade(
 
 
 BOUNDS: tuple[Bound, ...] = ("pessimistic", "optimistic")
+_ONE, _ZERO = Decimal(1), Decimal(0)
 
 
 def routed_cascade_at(
