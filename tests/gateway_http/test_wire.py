@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from podium.errors import AuthenticationFailed, ModelNotFound, RateLimitExceeded
 from podium.finops.budgets import Budget, BudgetExceeded
+from podium.gateway import openai_answers as answers
 from podium.gateway import openai_errors as errors
 from podium.gateway import openai_wire as wire
 from podium.gateway.resilience import Attempt, CallFailed
@@ -34,7 +35,7 @@ def test_wire_usage_is_the_inverse_of_the_openai_adapters(
     inputs: int, outputs: int, read: int, written: int, reasoning: int
 ) -> None:
     usage = Usage(inputs, outputs, read, written, reasoning)
-    assert usage_from(wire.wire_usage(usage).model_dump()) == usage
+    assert usage_from(answers.wire_usage(usage).model_dump()) == usage
 
 
 def test_moderation_results_come_back_in_request_order() -> None:
@@ -59,7 +60,7 @@ def test_moderation_results_come_back_in_request_order() -> None:
         "local",
         Usage(),
     )
-    answer = wire.moderation_list(response, inputs, request_id="req_1")
+    answer = answers.moderation_list(response, inputs, request_id="req_1")
     assert [r.flagged for r in answer.results] == [True, False]
     assert answer.results[0].category_applied_input_types == {"nsfw": ["image"]}
     assert answer.results[0].categories == {"nsfw": True}
@@ -74,12 +75,12 @@ def test_moderation_fetches_no_image_url() -> None:
         wire.to_moderation_request(body, "m")
 
 
-def _events(writer: wire.ChunkWriter, *chunks: ChatChunk) -> list[dict[str, object]]:
+def _events(writer: answers.ChunkWriter, *chunks: ChatChunk) -> list[dict[str, object]]:
     return [json.loads(e.removeprefix(b"data: ")) for c in chunks for e in writer.events(c)]
 
 
 def test_stream_events_number_tool_calls_and_end_with_usage() -> None:
-    writer = wire.ChunkWriter("req_1", 7, "m", include_usage=True)
+    writer = answers.ChunkWriter("req_1", 7, "m", include_usage=True)
     events = _events(
         writer,
         ChatChunk(delta="Hi"),

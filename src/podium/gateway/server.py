@@ -132,6 +132,7 @@ from podium.api.limits import declared_over, too_large_message
 from podium.api.state import GatewayDep, get_gateway, get_state
 from podium.errors import PodiumError, ProviderTimeout
 from podium.finops.ledger import Attribution
+from podium.gateway import openai_answers as answers
 from podium.gateway import openai_errors as errors
 from podium.gateway import openai_wire as wire
 from podium.gateway.pipeline import (
@@ -267,7 +268,7 @@ def receipt(record: CallRecord) -> dict[str, str]:
     """The ``x-podium-*`` headers of a finished call."""
     headers = {
         "x-request-id": record.request_id,
-        "x-podium-cost": wire.cost_header(record.cost),
+        "x-podium-cost": answers.cost_header(record.cost),
         "x-podium-cache": record.cache or "miss",
     }
     if record.served:
@@ -295,7 +296,7 @@ def _stream_headers(stream: ChatStream, request_id: str) -> dict[str, str]:
         headers["x-podium-model"] = stream.model_served
     headers["x-podium-cache"] = (record.cache if record is not None else None) or "miss"
     if record is not None:
-        headers["x-podium-cost"] = wire.cost_header(record.cost)
+        headers["x-podium-cost"] = answers.cost_header(record.cost)
     return headers
 
 
@@ -320,7 +321,7 @@ async def _pump(stream: ChatStream, queue: asyncio.Queue[object]) -> None:
             await close()
 
 
-async def _events(stream: ChatStream, writer: wire.ChunkWriter) -> AsyncIterator[bytes]:
+async def _events(stream: ChatStream, writer: answers.ChunkWriter) -> AsyncIterator[bytes]:
     """The SSE body: the chunks, then ``[DONE]`` — or an error event and no ``[DONE]``.
 
     The stream is read by its own task. When the client goes away, Starlette cancels this
@@ -339,14 +340,14 @@ async def _events(stream: ChatStream, writer: wire.ChunkWriter) -> AsyncIterator
                 yield event
         if not writer.finished:
             raise ProviderTimeout("the stream ended before its final chunk")
-        yield wire.DONE
+        yield answers.DONE
     except Exception as exc:
         error = errors.wire_error(exc, now=stream.gateway.clock.now())
         if isinstance(exc, PodiumError):
             log.warning("stream %s broke after it started: %s", stream.request_id, exc)
         else:
             log.error("stream %s failed", stream.request_id, exc_info=exc)
-        yield wire.sse(error.body())
+        yield answers.sse(error.body())
     finally:
         reader.cancel()  # a no-op once the stream ended
         with anyio.CancelScope(shield=True):
@@ -356,7 +357,7 @@ async def _events(stream: ChatStream, writer: wire.ChunkWriter) -> AsyncIterator
 
 @router.post(
     "/chat/completions",
-    response_model=wire.ChatCompletion,
+    response_model=answers.ChatCompletion,
     summary="Create a chat completion (OpenAI-compatible)",
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -385,7 +386,7 @@ async def complete(
         stream = gateway.stream(chat, caller, options)
         await stream.start()  # refusals and failover before any byte: ordinary error answers
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        writer = wire.ChunkWriter(
+        writer = answers.ChunkWriter(
             request_id,
             _created(gateway),
             stream.model_served or chat.model,
@@ -397,7 +398,7 @@ async def complete(
             headers=_stream_headers(stream, request_id),
         )
     served = await gateway.chat(chat, caller, options)
-    completion = wire.chat_completion(
+    completion = answers.chat_completion(
         served.response, request_id=request_id, created=_created(gateway)
     )
     # pydantic's serializer straight to bytes (JSONResponse would build a dict, then json.dumps)
@@ -488,7 +489,7 @@ def _chat_body(body: bytes) -> wire.ChatCompletionCreate:
 # -- embeddings and moderation --------------------------------------------------------------------
 
 
-@router.post("/embeddings", response_model=wire.EmbeddingList, summary="Create embeddings")
+@router.post("/embeddings", response_model=answers.EmbeddingList, summary="Create embeddings")
 async def embeddings(
     body: wire.EmbeddingCreate, request: Request, gateway: GatewayDep, principal: CallerDep
 ) -> Response:
@@ -500,7 +501,7 @@ async def embeddings(
         caller,
         CallOptions(request_id=request_id, classification=_classification(request)),
     )
-    answer = wire.embedding_list(served.response, body.encoding_format)
+    answer = answers.embedding_list(served.response, body.encoding_format)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
 
 
@@ -514,7 +515,7 @@ def default_moderation_model(gateway: Gateway) -> str:
     )
 
 
-@router.post("/moderations", response_model=wire.ModerationList, summary="Moderate text")
+@router.post("/moderations", response_model=answers.ModerationList, summary="Moderate text")
 async def moderations(
     body: wire.ModerationCreate, request: Request, gateway: GatewayDep, principal: CallerDep
 ) -> Response:
@@ -524,30 +525,30 @@ async def moderations(
     inputs = wire.to_moderation_request(body, body.model or default_moderation_model(gateway))
     options = CallOptions(request_id=request_id, classification=_classification(request))
     served = await gateway.moderate(inputs.request, caller, options)
-    answer = wire.moderation_list(served.response, inputs, request_id=request_id)
+    answer = answers.moderation_list(served.response, inputs, request_id=request_id)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
 
 
 # -- models ---------------------------------------------------------------------------------------
 
 
-@router.get("/models", response_model=wire.ModelList, summary="List the callable models")
-async def list_models(gateway: GatewayDep, _: CallerDep) -> wire.ModelList:
+@router.get("/models", response_model=answers.ModelList, summary="List the callable models")
+async def list_models(gateway: GatewayDep, _: CallerDep) -> answers.ModelList:
     """The configured model groups, the local models and the hosted models that have a key."""
-    return wire.ModelList(data=[wire.model_object(e) for e in gateway.listing()])
+    return answers.ModelList(data=[answers.model_object(e) for e in gateway.listing()])
 
 
-@router.get("/models/{model_id:path}", response_model=wire.ModelObject, summary="One model")
-async def get_model(model_id: str, gateway: GatewayDep, _: CallerDep) -> wire.ModelObject:
+@router.get("/models/{model_id:path}", response_model=answers.ModelObject, summary="One model")
+async def get_model(model_id: str, gateway: GatewayDep, _: CallerDep) -> answers.ModelObject:
     """One model group or model, by name or alias (404 with a did-you-mean otherwise)."""
     listed = {e.id: e for e in gateway.listing()}
     if model_id in listed:
-        return wire.model_object(listed[model_id])
+        return answers.model_object(listed[model_id])
     group = gateway.group(model_id)  # ModelNotFound (404) names the nearest names
     if group.name in listed:
-        return wire.model_object(listed[group.name])
+        return answers.model_object(listed[group.name])
     infos = [d.info for d in group.deployments]
-    return wire.ModelObject(
+    return answers.ModelObject(
         id=group.name,
         owned_by=infos[0].provider if len(group.deployments) == 1 else "podium",
         kind="model" if len(group.deployments) == 1 else "group",
