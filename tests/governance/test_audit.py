@@ -25,9 +25,9 @@ from podium.governance import (
     MasterKey,
     PayloadShredded,
     SigningKey,
-    audit,
     canonical_json,
 )
+from podium.governance.audit_rows import aad_of
 from podium.governance.chain import chain_hash, record_hash
 from podium.store import schema
 from podium.store.sql import store_url
@@ -432,7 +432,7 @@ def test_the_aad_of_a_header_written_by_the_stdlib_encoder_is_unchanged() -> Non
                  "team": team, "fields": fields}
             )  # fmt: skip
             legacy = canonical_json(["model_call", actor, team, fields]).encode()
-            assert audit._aad(header) == legacy
+            assert aad_of(header) == legacy
 
 
 def test_the_public_api_is_pinned() -> None:

@@ -37,15 +37,25 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from podium.finops.ledger import SQLRunner, open_engine
+from podium.governance.audit_rows import (
+    CHECKPOINT_COLUMNS,
+    KEY_COLUMNS,
+    PG_KEY_TYPES,
+    PG_RECORD_TYPES,
+    aad_of,
+    checkpoint_of,
+    fields_json,
+    insert_many,
+    payload_json,
+    record_of,
+)
 from podium.governance.chain import (
     COLUMNS,
     FORMAT_VERSION,
@@ -230,7 +240,7 @@ class AuditLog:
         material = os.urandom(step * len(entries))
         out: list[_Sealed] = []
         for i, entry in enumerate(entries):
-            fields, fields_text = _fields_json(entry.header)
+            fields, fields_text = fields_json(entry.header)
             kind, actor, team = entry.kind, entry.actor, entry.team
             # memoised for strings only: as dict keys, 1 and True (say) would collide
             kind_text = texts[kind] if type(kind) is str else canonical_json(kind)
@@ -245,7 +255,7 @@ class AuditLog:
             sealed = seal_with(
                 data_key,
                 material[start + DATA_KEY_BYTES : start + step],
-                _payload_json(entry.payload),
+                payload_json(entry.payload),
                 aad,
             )
             out.append(
@@ -366,14 +376,12 @@ class AuditLog:
             )  # fmt: skip
             if every and seq % every == 0:
                 signed = self._sign(seq, link, ts)
-                checkpoints.append(tuple(signed[name] for name in _CHECKPOINT_COLUMNS))
+                checkpoints.append(tuple(signed[name] for name in CHECKPOINT_COLUMNS))
             prev = link
-        _insert_many(raw, mark, _R.name, COLUMNS, rows, _PG_RECORD_TYPES)
-        _insert_many(
-            raw, mark, _K.name, ("seq", "master_key_id", "wrapped_key"), keys, _PG_KEY_TYPES
-        )
+        insert_many(raw, mark, _R.name, COLUMNS, rows, PG_RECORD_TYPES)
+        insert_many(raw, mark, _K.name, KEY_COLUMNS, keys, PG_KEY_TYPES)
         if checkpoints:
-            _insert_many(raw, mark, _C.name, _CHECKPOINT_COLUMNS, checkpoints, ())
+            insert_many(raw, mark, _C.name, CHECKPOINT_COLUMNS, checkpoints, ())
         return out
 
     def _sign(self, seq: int, chain: str, ts: float) -> dict[str, Any]:
@@ -405,7 +413,7 @@ class AuditLog:
                 return None
             existing = conn.execute(select(_C).where(_C.c.seq == last.seq)).first()
             if existing is not None:
-                return _checkpoint(existing)
+                return checkpoint_of(existing)
             row = self._sign(int(last.seq), str(last.chain_hash), self._clock.now())
             conn.execute(insert(_C), row)
             return Checkpoint(**row)
@@ -476,7 +484,7 @@ class AuditLog:
             .limit(limit)
         )
         with self._db.errors(), self._db.engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+            return [record_of(row) for row in conn.execute(query)]
 
     async def query(
         self,
@@ -555,7 +563,7 @@ class AuditLog:
                 order = _R.c.seq.desc() if newest_first else _R.c.seq
                 page = conn.execute(query.order_by(order).limit(_PAGE)).all()
                 for row in page:
-                    record = _record(row)
+                    record = record_of(row)
                     if all(record.fields.get(k) == v for k, v in wanted.items()) and (
                         test is None or test(record)
                     ):
@@ -586,7 +594,7 @@ class AuditLog:
             .limit(limit)
         )
         with self._db.errors(), self._db.engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+            return [record_of(row) for row in conn.execute(query)]
 
     async def decrypt(self, seq: int) -> JSON:
         """The content of record ``seq``.
@@ -608,7 +616,7 @@ class AuditLog:
                 f"audit record {seq}'s data key is wrapped by master key {row.master_key_id}, "
                 f"but the configured master key is {self._master.key_id}"
             )
-        aad = _aad(row.header)
+        aad = aad_of(row.header)
         data_key = self._master.unwrap(bytes(row.wrapped_key))
         return json.loads(unseal(data_key, bytes(row.payload), aad))
 
@@ -627,7 +635,7 @@ class AuditLog:
 
     def _checkpoints_sync(self) -> list[Checkpoint]:
         with self._db.errors(), self._db.engine.connect() as conn:
-            return [_checkpoint(r) for r in conn.execute(select(_C).order_by(_C.c.seq))]
+            return [checkpoint_of(r) for r in conn.execute(select(_C).order_by(_C.c.seq))]
 
     async def export(self) -> AsyncIterator[dict[str, Any]]:
         """Every record (payload as base64 ciphertext) then every checkpoint, as JSON-ready
@@ -706,127 +714,3 @@ class AuditLog:
         return verify_chain(
             self._db, checkpoints, self._verify_keys, workers, self._last_seq_sync, quiet
         )
-
-
-_FIELDS_OPTIONS = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-
-
-def _fields_json(header: Mapping[str, Any]) -> tuple[Any, str]:
-    """A header's fields as plain JSON values (``Decimal`` as its fixed-point string) and their
-    text, sorted keys. orjson first (~1 µs); it refuses, and hands to the stdlib path, what that
-    path treats specially (non-``str`` keys, ``str`` and ``int`` subclasses, datetimes,
-    dataclasses, ints beyond 64 bits). Its output is also rejected when it holds ``null``,
-    which is how orjson writes a NaN or an infinity: :func:`plain_json` then either agrees
-    (a real ``None``) or raises the precise error."""
-    try:
-        data = orjson.dumps(header, default=_payload_default, option=_FIELDS_OPTIONS)
-    except TypeError:
-        data = b"null"
-    if b"null" not in data:
-        return orjson.loads(data), data.decode()
-    fields = plain_json(header if type(header) is dict else dict(header))  # Decimal → str
-    try:  # plain values now: only an int beyond 64 bits fails here
-        return fields, orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        return fields, canonical_json(fields)
-
-
-def _payload_default(value: Any) -> Any:
-    if isinstance(value, Decimal) and value.is_finite():
-        return format(value, "f")
-    raise TypeError  # orjson gives up; the stdlib encoder then names the problem
-
-
-def _payload_json(payload: JSON) -> bytes:
-    """A payload's plaintext: JSON by orjson (any valid JSON would do: it is never hashed or
-    re-encoded), the stdlib encoder for what orjson refuses, which raises the precise error.
-    Non-finite floats become ``null`` (the stdlib encoder would fail the whole call)."""
-    try:
-        return orjson.dumps(payload, default=_payload_default, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        return canonical_json(payload).encode()
-
-
-def _aad(header_text: str) -> bytes:
-    """A record's AAD, ``[kind,actor,team,fields]``, from its stored header: the ``fields``
-    text exactly as it stands there (whatever encoder wrote it). The header is
-    ``{"actor":A,"fields":F,"kind":K,...}`` with sorted keys; ``,"`` never occurs inside a JSON
-    string, so ``F`` starts after the first ``,"fields":`` and ends at the last ``,"kind":``."""
-    header = json.loads(header_text)
-    kind, actor, team = (canonical_json(header[name]) for name in ("kind", "actor", "team"))
-    start = header_text.find(',"fields":') + len(',"fields":')
-    fields = header_text[start : header_text.rfind(',"kind":')]
-    try:
-        exact = json.loads(fields) == header["fields"]
-    except ValueError:
-        exact = False
-    if not exact:  # not the layout above: a header this code did not write
-        fields = canonical_json(header["fields"])
-    return f"[{kind},{actor},{team},{fields}]".encode()
-
-
-_PG_RECORD_TYPES = ("int8", "float8", *["text"] * 4, "bytea", *["text"] * 4)
-"""The binary ``COPY`` types of :data:`COLUMNS` (``text`` is also ``varchar``'s wire format)."""
-_PG_KEY_TYPES = ("int8", "text", "bytea")
-_KEY_COLUMNS = ("seq", "master_key_id", "wrapped_key")
-_CHECKPOINT_COLUMNS = ("seq", "chain_hash", "ts", "signer_key_id", "signature")
-
-
-def _insert_many(
-    raw: Any,
-    mark: str,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    pg_types: Sequence[str],
-) -> None:
-    """The append's inserts on the raw DBAPI connection, inside its transaction (plain types
-    only): binary ``COPY`` on PostgreSQL when ``pg_types`` are given (one stream instead of a
-    statement per row: ~3x faster here; binary, so the payloads travel as bytes, not hex text
-    the server parses), ``executemany`` otherwise."""
-    names = ", ".join(columns)  # names from our own schema, never input
-    cursor = raw.cursor()
-    try:
-        if mark == "%s" and pg_types and len(rows) > 1:
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(pg_types)
-                for row in rows:
-                    copy.write_row(row)
-            return
-        cursor.executemany(
-            f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows
-        )
-    finally:
-        cursor.close()
-
-
-def _record(row: Row[Any]) -> AuditRecord:
-    header = json.loads(row.header)
-    return AuditRecord(
-        seq=int(row.seq),
-        ts=float(row.ts),
-        kind=row.kind,
-        actor=row.actor,
-        team=row.team,
-        fields=header.get("fields", {}),
-        payload_sha256=row.payload_sha256,
-        record_hash=row.record_hash,
-        prev_hash=row.prev_hash,
-        chain_hash=row.chain_hash,
-        master_key_id=row.master_key_id,
-    )
-
-
-def _checkpoint(row: Row[Any]) -> Checkpoint:
-    return Checkpoint(
-        seq=int(row.seq),
-        chain_hash=row.chain_hash,
-        ts=float(row.ts),
-        signer_key_id=row.signer_key_id,
-        signature=bytes(row.signature),
-    )
