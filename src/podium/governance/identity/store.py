@@ -9,7 +9,6 @@ import hmac
 import logging
 import math
 import os
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,21 @@ from podium.governance.identity.records import (
     Team,
     User,
 )
-from podium.governance.rbac import ROLE_PERMISSIONS, Role, is_org_wide, may_grant, parse_role
+from podium.governance.identity.rows import (
+    asdict_of,
+    check_scope,
+    grant_of,
+    key_of,
+    org_of,
+    project_of,
+    team_of,
+    user_of,
+    valid_email,
+    valid_lifetime,
+    valid_role,
+    valid_slug,
+)
+from podium.governance.rbac import Role, is_org_wide, may_grant
 from podium.store import schema
 from podium.types import Clock, SystemClock
 
@@ -63,8 +76,6 @@ REFRESH_SECONDS: Final = 5.0
 revoked or rotated through another replica keeps working here (plus one reload's duration)."""
 SYSTEM_ACTOR: Final = "system"
 
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _INSERT_ID_RETRIES = 5
 
 
@@ -75,35 +86,6 @@ class _Live:
     grant: KeyGrant
 
 
-def _slug(kind: str, value: str) -> str:
-    if not _SLUG.match(value):
-        raise IdentityError(
-            f"invalid {kind} name {value!r}: use 1-63 lower-case letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
-        )
-    return value
-
-
-def _email(value: str) -> str:
-    email = value.strip().lower()
-    if not _EMAIL.match(email):
-        raise IdentityError(f"invalid email address {value!r}")
-    return email
-
-
-def _role(value: Role | str) -> Role:
-    try:
-        return parse_role(str(value))
-    except ValueError as exc:
-        raise IdentityError(str(exc)) from None
-
-
-def _lifetime(seconds: float | None) -> float | None:
-    if seconds is not None and (not math.isfinite(seconds) or seconds <= 0):
-        raise IdentityError(f"a key's lifetime must be a positive number of seconds: {seconds}")
-    return seconds
-
-
 _O, _TM, _PR, _U, _K = (
     schema.orgs,
     schema.teams,
@@ -112,49 +94,6 @@ _O, _TM, _PR, _U, _K = (
     schema.api_keys,
 )
 _KEY_COLUMNS = [c for c in _K.c if c.name != "key_hash"]
-
-
-def _org(row: Row[Any]) -> Org:
-    return Org(row.name, row.created_at, row.created_by)
-
-
-def _team(row: Row[Any]) -> Team:
-    return Team(row.org, row.name, row.created_at, row.created_by)
-
-
-def _project(row: Row[Any]) -> Project:
-    return Project(row.org, row.team, row.name, row.created_at, row.created_by)
-
-
-def _user(row: Row[Any]) -> User:
-    return User(
-        row.user_id, row.email, row.org, row.team, Role(row.role), row.created_at, row.created_by
-    )
-
-
-def _key(row: Mapping[Any, Any]) -> ApiKey:
-    """An :class:`ApiKey` from a row's mapping (or the values just inserted)."""
-    return ApiKey(
-        key_id=row["key_id"],
-        prefix=row["prefix"],
-        name=row["name"],
-        org=row["org"],
-        team=row["team"],
-        project=row["project"],
-        use_case=row["use_case"],
-        user_id=row["user_id"],
-        role=Role(row["role"]),
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        rotated_from=row["rotated_from"],
-        rotated_at=row["rotated_at"],
-    )
-
-
-def _grant(key: ApiKey) -> KeyGrant:
-    return KeyGrant(key.key_id, key.role, ROLE_PERMISSIONS[key.role], key.attribution)
 
 
 async def open_identity(
@@ -355,9 +294,9 @@ class IdentityStore:
             rows = conn.execute(query).all()
         live: dict[str, _Live] = {}
         for row in rows:
-            key = _key(row._mapping)
+            key = key_of(row._mapping)
             expires = math.inf if key.expires_at is None else key.expires_at
-            live[key.prefix] = _Live(bytes.fromhex(row.key_hash), expires, _grant(key))
+            live[key.prefix] = _Live(bytes.fromhex(row.key_hash), expires, grant_of(key))
         return live
 
     async def refresh_forever(self) -> None:
@@ -378,8 +317,8 @@ class IdentityStore:
         Raises:
             IdentityConflict: It exists.
         """
-        org = Org(_slug("organisation", name), self._clock.now(), actor)
-        await self._insert(_O, _asdict(org), f"organisation {name!r} already exists")
+        org = Org(valid_slug("organisation", name), self._clock.now(), actor)
+        await self._insert(_O, asdict_of(org), f"organisation {name!r} already exists")
         await self._record(actor, None, {"action": "org.create", "org": org.name}, {})
         return org
 
@@ -387,7 +326,7 @@ class IdentityStore:
         query = select(*_O.c).order_by(_O.c.name)
         if org is not None:
             query = query.where(_O.c.name == org)
-        return [_org(r) for r in await self._select(query)]
+        return [org_of(r) for r in await self._select(query)]
 
     async def create_team(self, name: str, *, org: str = DEFAULT_ORG, actor: str) -> Team:
         """A new team in ``org``.
@@ -396,9 +335,9 @@ class IdentityStore:
             IdentityNotFound: No such organisation.
             IdentityConflict: The team exists in it.
         """
-        team = Team(org, _slug("team", name), self._clock.now(), actor)
+        team = Team(org, valid_slug("team", name), self._clock.now(), actor)
         await self._need_org(org)
-        await self._insert(_TM, _asdict(team), f"team {name!r} already exists in {org!r}")
+        await self._insert(_TM, asdict_of(team), f"team {name!r} already exists in {org!r}")
         header = {"action": "team.create", "org": org, "team": team.name}
         await self._record(actor, team.name, header, {})
         return team
@@ -409,7 +348,7 @@ class IdentityStore:
             query = query.where(_TM.c.org == org)
         if team is not None:
             query = query.where(_TM.c.name == team)
-        return [_team(r) for r in await self._select(query)]
+        return [team_of(r) for r in await self._select(query)]
 
     async def create_project(
         self, name: str, *, team: str, org: str = DEFAULT_ORG, actor: str
@@ -420,10 +359,10 @@ class IdentityStore:
             IdentityNotFound: No such team.
             IdentityConflict: The project exists in it.
         """
-        project = Project(org, team, _slug("project", name), self._clock.now(), actor)
+        project = Project(org, team, valid_slug("project", name), self._clock.now(), actor)
         await self._need_team(org, team)
         await self._insert(
-            _PR, _asdict(project), f"project {name!r} already exists in team {team!r}"
+            _PR, asdict_of(project), f"project {name!r} already exists in team {team!r}"
         )
         header = {"action": "project.create", "org": org, "team": team, "project": project.name}
         await self._record(actor, team, header, {})
@@ -437,7 +376,7 @@ class IdentityStore:
             query = query.where(_PR.c.org == org)
         if team is not None:
             query = query.where(_PR.c.team == team)
-        return [_project(r) for r in await self._select(query)]
+        return [project_of(r) for r in await self._select(query)]
 
     async def create_user(
         self,
@@ -455,16 +394,22 @@ class IdentityStore:
             IdentityNotFound: No such organisation or team.
             IdentityConflict: A user has this email.
         """
-        kind = _role(role)
-        _check_scope(kind, team)
+        kind = valid_role(role)
+        check_scope(kind, team)
         user = User(
-            "usr_" + random_base62(16), _email(email), org, team, kind, self._clock.now(), actor
+            "usr_" + random_base62(16),
+            valid_email(email),
+            org,
+            team,
+            kind,
+            self._clock.now(),
+            actor,
         )
         if team is None:
             await self._need_org(org)
         else:
             await self._need_team(org, team)
-        await self._insert(_U, _asdict(user), f"a user with email {user.email!r} already exists")
+        await self._insert(_U, asdict_of(user), f"a user with email {user.email!r} already exists")
         header = {"action": "user.create", "user_id": user.user_id, "org": org, "team": team}
         await self._record(actor, team, header, {"email": user.email, "role": kind.value})
         return user
@@ -480,7 +425,7 @@ class IdentityStore:
         rows = await self._select(select(*_U.c).where(column == value))
         if not rows:
             raise IdentityNotFound(f"no user {user!r}")
-        return _user(rows[0])
+        return user_of(rows[0])
 
     async def list_users(self, *, org: str | None = None, team: str | None = None) -> list[User]:
         query = select(*_U.c).order_by(_U.c.org, _U.c.email)
@@ -488,7 +433,7 @@ class IdentityStore:
             query = query.where(_U.c.org == org)
         if team is not None:
             query = query.where(_U.c.team == team)
-        return [_user(r) for r in await self._select(query)]
+        return [user_of(r) for r in await self._select(query)]
 
     # -- keys -------------------------------------------------------------------------------------
 
@@ -523,7 +468,7 @@ class IdentityStore:
             IdentityError: The role, team, project or user do not fit together.
             IdentityNotFound: The organisation, team, project or user does not exist.
         """
-        kind = _role(role)
+        kind = valid_role(role)
         owner: User | None = None
         if user is not None:
             owner = await self.get_user(user)
@@ -537,7 +482,7 @@ class IdentityStore:
                 raise IdentityError(
                     f"user {owner.email} is {owner.role.value}: their key cannot be {kind.value}"
                 )
-        _check_scope(kind, team)
+        check_scope(kind, team)
         if project is not None:
             if team is None:
                 raise IdentityError("a project belongs to a team: an org-wide key cannot have one")
@@ -551,7 +496,7 @@ class IdentityStore:
         if use_case is not None and not 0 < len(use_case) <= 200:
             raise IdentityError("a use case must have 1-200 characters")
         now = self._clock.now()
-        lifetime = _lifetime(expires_in)
+        lifetime = valid_lifetime(expires_in)
         new = await self._insert_key(
             {
                 "name": name,
@@ -601,7 +546,7 @@ class IdentityStore:
         rows = await self._select(select(*_KEY_COLUMNS).where(_K.c.key_id == key_id))
         if not rows:
             raise IdentityNotFound(f"no API key {key_id!r}")
-        return _key(rows[0]._mapping)
+        return key_of(rows[0]._mapping)
 
     async def list_keys(self, *, org: str | None = None, team: str | None = None) -> list[ApiKey]:
         """Keys, oldest first (every status: look at :meth:`ApiKey.status`)."""
@@ -610,7 +555,7 @@ class IdentityStore:
             query = query.where(_K.c.org == org)
         if team is not None:
             query = query.where(_K.c.team == team)
-        return [_key(r._mapping) for r in await self._select(query)]
+        return [key_of(r._mapping) for r in await self._select(query)]
 
     async def revoke_key(self, key_id: str, *, actor: str) -> ApiKey:
         """Stop a key now (here at once; on other replicas within :data:`REFRESH_SECONDS`).
@@ -667,7 +612,7 @@ class IdentityStore:
         if expires_in == "same":
             lifetime = None if old.expires_at is None else old.expires_at - old.created_at
         else:
-            lifetime = _lifetime(expires_in)
+            lifetime = valid_lifetime(expires_in)
         old_end = now + grace if old.expires_at is None else min(old.expires_at, now + grace)
         new = await self._insert_key(
             {
@@ -729,7 +674,7 @@ class IdentityStore:
                     continue  # a prefix or id collision (1 in 62^8): draw again
                 raise
             del row["key_hash"]
-            return NewKey(key, _key(row))
+            return NewKey(key, key_of(row))
         raise IdentityConflict(
             "could not store the key (a prefix collision or a concurrent change); try again"
         )  # pragma: no cover
@@ -813,17 +758,3 @@ class _Lost(IdentityConflict):
 
     def __init__(self, key_id: str) -> None:
         super().__init__(f"API key {key_id} changed while it was being rotated")
-
-
-def _asdict(record: Org | Team | Project | User) -> dict[str, Any]:
-    out = {name: getattr(record, name) for name in record.__slots__}
-    if isinstance(record, User):
-        out["role"] = record.role.value
-    return out
-
-
-def _check_scope(role: Role, team: str | None) -> None:
-    if is_org_wide(role) and team is not None:
-        raise IdentityError(f"the {role.value} role is org-wide: it takes no team")
-    if not is_org_wide(role) and team is None:
-        raise IdentityError(f"the {role.value} role belongs to a team: name one")
