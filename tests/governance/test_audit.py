@@ -292,6 +292,20 @@ async def test_a_wrong_master_key_gives_a_clear_error(open_log: OpenLog) -> None
         await keyless.append(entry(1))
 
 
+async def test_an_append_after_another_writers_follows_the_stored_chain(open_log: OpenLog) -> None:
+    """A log remembers the last record it appended; another writer's append since then makes
+    that stale, and the next append still lands after the stored chain, not beside it."""
+    first, second = await open_log(), await open_log()
+    a = await first.append(entry(0))
+    b = await second.append(entry(1))
+    c = await first.append(entry(2))  # first's head (seq 1) is stale
+    d = await first.append(entry(3))
+    assert [r.seq for r in (a, b, c, d)] == [1, 2, 3, 4]
+    assert c.prev_hash == b.chain_hash
+    assert d.prev_hash == c.chain_hash
+    assert (await first.verify()).ok
+
+
 async def test_concurrent_appends_never_fork_the_chain(open_log: OpenLog) -> None:
     first, second = await open_log(), await open_log()  # two writers, two connection pools
     logs = [first, second]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,14 @@ from podium.gateway.config import GatewayConfig
 from podium.gateway.pipeline import Gateway
 from podium.gateway.records import Caller, CallOptions
 from podium.governance import AuditEntry, AuditLog
-from podium.governance.gate import AuditWriter, Governance, Governed, PiiBlocked, StreamRestorer
+from podium.governance.gate import (
+    LEAD_MAX,
+    AuditWriter,
+    Governance,
+    Governed,
+    PiiBlocked,
+    StreamRestorer,
+)
 from podium.governance.pii import PlaceholderVault
 from podium.governance.policy import Policy, PolicyDenied, Subject
 from podium.governance.workflow_audit import audited
@@ -166,13 +174,52 @@ async def test_stream_restorer_handles_placeholders_split_across_chunks() -> Non
     assert "<EM" not in out[0]  # held back until the placeholder closed
 
 
+class TickingClock(FakeClock):
+    """Each reading a second later: records committed in one transaction share their time."""
+
+    def now(self) -> float:
+        self.advance(1.0)
+        return super().now()
+
+
 async def test_the_audit_writer_commits_concurrent_appends_together(open_log: OpenLog) -> None:
-    log: AuditLog = await open_log()
+    log: AuditLog = await open_log(clock=TickingClock())
     writer = AuditWriter(log)
     entries = [AuditEntry(kind="model_call", actor=f"k{i}", header={"i": i}) for i in range(60)]
     records = await asyncio.gather(*(writer.append(e) for e in entries))
     assert sorted(r.seq for r in records) == list(range(1, 61))
     assert [r.fields["i"] for r in sorted(records, key=lambda r: r.seq)] == list(range(60))
+    assert len({r.ts for r in records}) == 1  # the first caller led: one transaction
+    # more than a leader takes (LEAD_MAX): the rest go to the drain task, one more transaction
+    more = [AuditEntry(kind="model_call", actor="k", header={"i": i}) for i in range(LEAD_MAX + 50)]
+    leads = log.appends_now  # SQLite; on PostgreSQL the drain task writes every batch
+    records = await asyncio.gather(*(writer.append(e) for e in more))
+    assert sorted(r.seq for r in records) == list(range(61, 61 + LEAD_MAX + 50))
+    transactions = sorted(Counter(r.ts for r in records).values())
+    assert transactions == ([50, LEAD_MAX] if leads else [LEAD_MAX + 50])
+    alone = [await writer.append(e) for e in entries[:3]]  # one at a time: one each
+    assert len({r.ts for r in alone}) == 3
+    assert (await log.verify()).ok
+
+
+async def test_a_call_cancelled_while_leading_the_audit_write_is_still_recorded(
+    open_log: OpenLog,
+) -> None:
+    """The leader yields once before it commits; cancelled there (a client hanging up), its
+    record goes in all the same, with the records queued behind it."""
+    log: AuditLog = await open_log()
+    writer = AuditWriter(log)
+    first = AuditEntry(kind="model_call", actor="leader", header={"request_id": "r1"})
+    second = AuditEntry(kind="model_call", actor="follower", header={"request_id": "r2"})
+    leading = asyncio.create_task(writer.append(first))
+    await asyncio.sleep(0)  # the leader is at its yield (or, on PostgreSQL, queued)
+    following = asyncio.create_task(writer.append(second))  # will queue behind it
+    leading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leading
+    assert (await following).actor == "follower"
+    await writer.close()
+    assert [(r.seq, r.actor) for r in await log.records()] == [(1, "leader"), (2, "follower")]
     assert (await log.verify()).ok
 
 

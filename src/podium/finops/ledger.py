@@ -295,6 +295,15 @@ class SQLRunner:
         self._owned = owned
         self._closed = False
 
+    @property
+    def offloaded(self) -> bool:
+        """Whether database work runs in a worker thread (else inline, on the event loop)."""
+        return self._offload
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         if self._closed:
             raise StoreError("the store is closed")

@@ -157,6 +157,11 @@ class AuditLog:
         self._held: Any = None
         """On SQLite, the pool connection appends keep between transactions (checking one out
         and back cost ~0.1 ms a call); dropped on any error."""
+        self._head: tuple[int, str] | None = None
+        """On SQLite, the last record this log appended, ``(seq, chain_hash)``: the next append
+        skips reading it back. Another writer's append makes it stale, and the primary key on
+        ``seq`` then refuses ours (a lost race, retried after a fresh read); dropped on any
+        error."""
         self._texts: _Memo[str] = _Memo(canonical_json)
         """Canonical JSON texts of kinds, actors and teams (they repeat across records)."""
 
@@ -208,16 +213,7 @@ class AuditLog:
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append records in one transaction, in order."""
-        if self._master is None:
-            raise AuditKeyError(
-                "no audit master key: set PODIUM_AUDIT_MASTER_KEY (base64 of 32 bytes) "
-                "or PODIUM_AUDIT_MASTER_KEY_FILE"
-            )
-        for entry in entries:
-            if not _KIND.match(entry.kind):
-                raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
-            if not entry.actor:
-                raise ValueError("an audit record needs an actor")
+        self._check(entries)
         # Encrypt outside the lock: only the chain needs serialising. In slices, yielding to the
         # event loop between them: ~25 µs a record of JSON and AES would stall the loop for
         # ~25 ms per thousand records. (A worker thread measured no faster: the GIL.)
@@ -228,6 +224,35 @@ class AuditLog:
             sealed += self._seal_all(entries[start : start + _SEAL_SLICE])
         async with self._lock:
             return await self._db.run(self._append_sync, entries, sealed)
+
+    @property
+    def appends_now(self) -> bool:
+        """Whether :meth:`append_now` may be called: the store runs on the event loop's thread
+        (SQLite), it is open, and no other append, checkpoint or key operation holds the log."""
+        return not (self._db.offloaded or self._db.closed or self._lock.locked())
+
+    def append_now(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """:meth:`append_many` without yielding to the event loop, for a few records while
+        :attr:`appends_now` holds: nothing can interleave, so no caller can be cancelled
+        between the records' encryption and their commit."""
+        if not self.appends_now:
+            raise RuntimeError("append_now needs an idle log on the event loop's thread")
+        if len(entries) > _SEAL_SLICE:
+            raise ValueError(f"append_now takes at most {_SEAL_SLICE} records")
+        self._check(entries)
+        return self._append_sync(entries, self._seal_all(entries))
+
+    def _check(self, entries: Sequence[AuditEntry]) -> None:
+        if self._master is None:
+            raise AuditKeyError(
+                "no audit master key: set PODIUM_AUDIT_MASTER_KEY (base64 of 32 bytes) "
+                "or PODIUM_AUDIT_MASTER_KEY_FILE"
+            )
+        for entry in entries:
+            if not _KIND.match(entry.kind):
+                raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
+            if not entry.actor:
+                raise ValueError("an audit record needs an actor")
 
     def _seal_all(self, entries: Sequence[AuditEntry]) -> list[_Sealed]:
         """Encrypt and encode entries: one fresh random data key and nonce each (sliced from
@@ -284,19 +309,21 @@ class AuditLog:
         hold = self._db.dialect == "sqlite"
         for attempt in range(_MAX_RETRIES):
             connection = None
+            head, self._head = self._head, None
             try:
                 connection = self._held or self._db.engine.raw_connection()
                 self._held = None
                 raw = connection.dbapi_connection
                 assert raw is not None
                 try:
-                    out = self._append_in(raw, entries, sealed)
+                    out = self._append_in(raw, entries, sealed, head)
                     raw.commit()
                 except BaseException:
                     raw.rollback()
                     raise
                 if hold:
                     self._held, connection = connection, None
+                    self._head = (out[-1].seq, out[-1].chain_hash)
                 return out
             except dbapi.IntegrityError as exc:
                 if attempt == _MAX_RETRIES - 1:
@@ -317,21 +344,28 @@ class AuditLog:
         raw: Any,
         entries: Sequence[AuditEntry],
         sealed: Sequence[_Sealed],
+        head: tuple[int, str] | None,
     ) -> list[AuditRecord]:
+        """The inserts of one append, after ``head`` (or the last record, read under the write
+        lock, when ``head`` is unknown). A stale ``head`` makes the first insert collide with
+        the record already at its ``seq``: ``seq`` has no gaps, so a later append by anyone
+        always sits there."""
         assert self._master is not None
         postgres = self._db.dialect == "postgresql"
         mark = "%s" if postgres else "?"
-        cursor = raw.cursor()
-        try:
-            if postgres:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PG_AUDIT_LOCK_KEY,))
-            else:  # the write lock now: the read below must see the last committed record
-                cursor.execute("BEGIN IMMEDIATE")
-            cursor.execute(f"SELECT seq, chain_hash FROM {_R.name} ORDER BY seq DESC LIMIT 1")
-            last = cursor.fetchone()
-        finally:
-            cursor.close()
-        seq, prev = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
+        if head is None:
+            cursor = raw.cursor()
+            try:
+                if postgres:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PG_AUDIT_LOCK_KEY,))
+                else:  # the write lock now: the read below must see the last committed record
+                    cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(f"SELECT seq, chain_hash FROM {_R.name} ORDER BY seq DESC LIMIT 1")
+                last = cursor.fetchone()
+            finally:
+                cursor.close()
+            head = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
+        seq, prev = head
         ts = self._clock.now()
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
