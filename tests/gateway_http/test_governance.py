@@ -124,7 +124,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE audit_records, audit_keys, audit_checkpoints, cost_ledger")
+        conn.execute("TRUNCATE audit_records, audit_checkpoints, cost_ledger")
     return url
 
 

@@ -39,16 +39,15 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Engine, Row, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from podium.finops.ledger import SQLRunner, open_engine
 from podium.governance.audit_rows import (
     CHECKPOINT_COLUMNS,
-    KEY_COLUMNS,
-    PG_KEY_TYPES,
     PG_RECORD_TYPES,
+    RECORD_COLUMNS,
     aad_of,
     checkpoint_of,
     fields_json,
@@ -57,7 +56,6 @@ from podium.governance.audit_rows import (
     record_of,
 )
 from podium.governance.chain import (
-    COLUMNS,
     FORMAT_VERSION,
     GENESIS,
     AuditEntry,
@@ -108,7 +106,8 @@ class _Sealed(NamedTuple):
 
 
 _R = schema.audit_records
-_K = schema.audit_keys
+_SHOWN = [c for c in _R.c if c.name != "wrapped_key"]
+"""A record's columns as read back (the wrapped data key only where it is unwrapped)."""
 _C = schema.audit_checkpoints
 
 
@@ -368,7 +367,6 @@ class AuditLog:
         seq, prev = head
         ts = self._clock.now()
         rows: list[tuple[Any, ...]] = []
-        keys: list[tuple[Any, ...]] = []
         out: list[AuditRecord] = []
         checkpoints: list[tuple[Any, ...]] = []
         ts_text = canonical_json(ts)
@@ -399,9 +397,10 @@ class AuditLog:
                     rec,
                     prev,
                     link,
+                    key_id,
+                    sealed_entry.wrapped,
                 )
-            )  # fmt: skip (in COLUMNS order)
-            keys.append((seq, key_id, sealed_entry.wrapped))
+            )  # fmt: skip (in RECORD_COLUMNS order)
             out.append(
                 AuditRecord(
                     seq, ts, entry.kind, entry.actor, entry.team, sealed_entry.fields,
@@ -412,8 +411,7 @@ class AuditLog:
                 signed = self._sign(seq, link, ts)
                 checkpoints.append(tuple(signed[name] for name in CHECKPOINT_COLUMNS))
             prev = link
-        insert_many(raw, mark, _R.name, COLUMNS, rows, PG_RECORD_TYPES)
-        insert_many(raw, mark, _K.name, KEY_COLUMNS, keys, PG_KEY_TYPES)
+        insert_many(raw, mark, _R.name, RECORD_COLUMNS, rows, PG_RECORD_TYPES)
         if checkpoints:
             insert_many(raw, mark, _C.name, CHECKPOINT_COLUMNS, checkpoints, ())
         return out
@@ -459,7 +457,11 @@ class AuditLog:
 
     def _shred_sync(self, seqs: list[int]) -> int:
         with self._db.transaction() as conn:
-            return conn.execute(delete(_K).where(_K.c.seq.in_(seqs))).rowcount
+            return conn.execute(
+                update(_R)
+                .where(_R.c.seq.in_(seqs), _R.c.wrapped_key.is_not(None))
+                .values(master_key_id=None, wrapped_key=None)
+            ).rowcount
 
     async def rotate(self, new_master: MasterKey) -> int:
         """Re-wrap every data key held by the current master key under ``new_master``, in one
@@ -477,9 +479,9 @@ class AuditLog:
             after = 0
             while True:
                 page = conn.execute(
-                    select(_K.c.seq, _K.c.wrapped_key)
-                    .where(_K.c.master_key_id == old.key_id, _K.c.seq > after)
-                    .order_by(_K.c.seq)
+                    select(_R.c.seq, _R.c.wrapped_key)
+                    .where(_R.c.master_key_id == old.key_id, _R.c.seq > after)
+                    .order_by(_R.c.seq)
                     .limit(_PAGE)
                 ).all()
                 if not page:
@@ -487,8 +489,8 @@ class AuditLog:
                 for row in page:
                     rewrapped = new.wrap(old.unwrap(bytes(row.wrapped_key)))
                     conn.execute(
-                        update(_K)
-                        .where(_K.c.seq == row.seq)
+                        update(_R)
+                        .where(_R.c.seq == row.seq)
                         .values(master_key_id=new.key_id, wrapped_key=rewrapped)
                     )
                 count += len(page)
@@ -510,13 +512,7 @@ class AuditLog:
             return int(conn.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one())
 
     def _records_sync(self, after: int, limit: int | None) -> list[AuditRecord]:
-        query = (
-            select(_R, _K.c.master_key_id)
-            .outerjoin(_K, _K.c.seq == _R.c.seq)
-            .where(_R.c.seq > after)
-            .order_by(_R.c.seq)
-            .limit(limit)
-        )
+        query = select(*_SHOWN).where(_R.c.seq > after).order_by(_R.c.seq).limit(limit)
         with self._db.errors(), self._db.engine.connect() as conn:
             return [record_of(row) for row in conn.execute(query)]
 
@@ -585,7 +581,7 @@ class AuditLog:
                     autoescape=True,
                 )
             )
-        base = select(_R, _K.c.master_key_id).outerjoin(_K, _K.c.seq == _R.c.seq).where(*where)
+        base = select(*_SHOWN).where(*where)
         wanted = {name: plain_json(value) for name, value in fields.items()}
         out: list[AuditRecord] = []
         low, high = after, before
@@ -621,9 +617,8 @@ class AuditLog:
 
     def _readable_before_sync(self, before: float, after: int, limit: int) -> list[AuditRecord]:
         query = (
-            select(_R, _K.c.master_key_id)
-            .join(_K, _K.c.seq == _R.c.seq)
-            .where(_R.c.seq > after, _R.c.ts < before)
+            select(*_SHOWN)
+            .where(_R.c.seq > after, _R.c.ts < before, _R.c.wrapped_key.is_not(None))
             .order_by(_R.c.seq)
             .limit(limit)
         )
@@ -655,10 +650,8 @@ class AuditLog:
         return json.loads(unseal(data_key, bytes(row.payload), aad))
 
     def _payload_sync(self, seq: int) -> Row[Any, Any, Any, Any] | None:
-        query = (
-            select(_R.c.header, _R.c.payload, _K.c.master_key_id, _K.c.wrapped_key)
-            .outerjoin(_K, _K.c.seq == _R.c.seq)
-            .where(_R.c.seq == seq)
+        query = select(_R.c.header, _R.c.payload, _R.c.master_key_id, _R.c.wrapped_key).where(
+            _R.c.seq == seq
         )
         with self._db.errors(), self._db.engine.connect() as conn:
             return conn.execute(query).first()

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Row
 
 from podium.governance.chain import (
+    COLUMNS,
     AuditRecord,
     Checkpoint,
     canonical_json,
@@ -85,10 +86,11 @@ def aad_of(header_text: str) -> bytes:
     return f"[{kind},{actor},{team},{fields}]".encode()
 
 
-PG_RECORD_TYPES = ("int8", "float8", *["text"] * 4, "bytea", *["text"] * 4)
-"""The binary ``COPY`` types of :data:`COLUMNS` (``text`` is also ``varchar``'s wire format)."""
-PG_KEY_TYPES = ("int8", "text", "bytea")
-KEY_COLUMNS = ("seq", "master_key_id", "wrapped_key")
+RECORD_COLUMNS = (*COLUMNS, "master_key_id", "wrapped_key")
+"""The columns an append inserts: the chained ones, then the wrapped data key (revision 0007)."""
+PG_RECORD_TYPES = ("int8", "float8", *["text"] * 4, "bytea", *["text"] * 4, "text", "bytea")
+"""The binary ``COPY`` types of :data:`RECORD_COLUMNS` (``text`` is also ``varchar``'s wire
+format)."""
 CHECKPOINT_COLUMNS = ("seq", "chain_hash", "ts", "signer_key_id", "signature")
 
 
@@ -103,7 +105,7 @@ def insert_many(
     """The append's inserts on the raw DBAPI connection, inside its transaction (plain types
     only): binary ``COPY`` on PostgreSQL when ``pg_types`` are given (one stream instead of a
     statement per row: ~3x faster here; binary, so the payloads travel as bytes, not hex text
-    the server parses), ``executemany`` otherwise."""
+    the server parses), ``executemany`` otherwise (``execute`` for one row)."""
     names = ", ".join(columns)  # names from our own schema, never input
     cursor = raw.cursor()
     try:
@@ -113,9 +115,11 @@ def insert_many(
                 for row in rows:
                     copy.write_row(row)
             return
-        cursor.executemany(
-            f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows
-        )
+        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})"
+        if len(rows) == 1:  # an unloaded call's append: no executemany machinery
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
     finally:
         cursor.close()
 

@@ -133,7 +133,7 @@ class AuditWriter:
     When the log appends on the event loop's thread (SQLite) and nothing is queued or being
     written, the caller *leads*: it yields once, so that calls finishing in the same loop turn
     queue their records behind its own, then commits them all itself, in one transaction. An
-    unloaded call so skips the drain task, its futures and the loop turns between them (~5% of
+    unloaded call so skips the drain task, its futures and the loop turns between them (~3% of
     a governed gateway call); under load the drain task still carries the batches."""
 
     def __init__(self, log_: AuditLog, *, batch: int = 512) -> None:

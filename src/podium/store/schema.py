@@ -198,7 +198,7 @@ budget_alerts = Table(
 """Alert thresholds crossed by a budget's spend, each recorded once per window."""
 
 
-# -- Audit trail (revisions 0003, 0006) -----------------------------------------------------------
+# -- Audit trail (revisions 0003, 0006, 0007) -----------------------------------------------------
 # See podium.governance.audit: the chain commits to hashes only (header + payload ciphertext), so
 # a record's data key can be deleted (crypto-shredding) and the chain still verifies.
 
@@ -220,18 +220,15 @@ audit_records = Table(
     Column("record_hash", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("chain_hash", String(64), nullable=False),
+    Column("master_key_id", String(64), nullable=True),
+    Column("wrapped_key", LargeBinary, nullable=True),
 )
 """The append-only audit chain: one row per record, ``seq`` 1, 2, … without gaps. ``header`` is
-the record's canonical JSON header in clear; ``payload`` the AES-GCM nonce and ciphertext."""
-
-audit_keys = Table(
-    "audit_keys",
-    metadata,
-    Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
-    Column("master_key_id", String(64), nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
-)
-"""Each record's data key, wrapped by a master key; deleting a row crypto-shreds the record."""
+the record's canonical JSON header in clear; ``payload`` the AES-GCM nonce and ciphertext.
+``wrapped_key`` is the payload's data key wrapped by the master key ``master_key_id``; both are
+outside the hashes, and both ``NULL`` once the record is crypto-shredded. (Revisions before 0007
+kept them in a table of their own, ``audit_keys``: a second insert and a fourth B-tree page
+written per append.)"""
 
 audit_checkpoints = Table(
     "audit_checkpoints",
