@@ -34,6 +34,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -80,6 +81,8 @@ from podium.governance.keys import (
 from podium.governance.verify import verify_chain
 from podium.store import schema
 from podium.types import JSON, Clock
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1000
 """Default number of records between automatic checkpoints."""
@@ -456,12 +459,42 @@ class AuditLog:
         return await self._db.run(self._shred_sync, list(seqs))
 
     def _shred_sync(self, seqs: list[int]) -> int:
+        """On SQLite, with ``secure_delete`` on for the update (the freed bytes of the old rows
+        are zeroed, not left in the page's free space), then a ``TRUNCATE`` checkpoint, which
+        copies the zeroed pages into the database file and empties the write-ahead log that
+        still held the old ones. It never waits: a reader holding an old snapshot makes it give
+        up, which is logged; the background checkpoints then copy the pages, and the log's old
+        frames are overwritten as it is reused."""
+        sqlite = self._db.dialect == "sqlite"
         with self._db.transaction() as conn:
-            return conn.execute(
-                update(_R)
-                .where(_R.c.seq.in_(seqs), _R.c.wrapped_key.is_not(None))
-                .values(master_key_id=None, wrapped_key=None)
-            ).rowcount
+            if sqlite:
+                was = conn.exec_driver_sql("PRAGMA secure_delete").scalar_one()
+                conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            try:
+                count = conn.execute(
+                    update(_R)
+                    .where(_R.c.seq.in_(seqs), _R.c.wrapped_key.is_not(None))
+                    .values(master_key_id=None, wrapped_key=None)
+                ).rowcount
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql(f"PRAGMA secure_delete = {int(was)}")
+        if sqlite and count:
+            with self._db.errors(), self._db.engine.connect() as conn:
+                # never wait for readers (this runs on the event loop): give up, and say so
+                waits = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+                conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+                try:
+                    busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(waits)}")
+            if busy is not None and busy[0]:
+                log.warning(
+                    "shredded %d audit data keys; the write-ahead log still holds their old "
+                    "pages until a checkpoint can finish (a reader holds an old snapshot)",
+                    count,
+                )
+        return count
 
     async def rotate(self, new_master: MasterKey) -> int:
         """Re-wrap every data key held by the current master key under ``new_master``, in one
