@@ -197,6 +197,8 @@ async def test_the_audit_writer_commits_concurrent_appends_together(open_log: Op
     assert sorted(r.seq for r in records) == list(range(61, 61 + LEAD_MAX + 50))
     transactions = sorted(Counter(r.ts for r in records).values())
     assert transactions == ([50, LEAD_MAX] if leads else [LEAD_MAX + 50])
+    assert await writer.append_many([]) == []
+    assert await log.append_many([]) == []
     alone = [await writer.append(e) for e in entries[:3]]  # one at a time: one each
     assert len({r.ts for r in alone}) == 3
     assert (await log.verify()).ok

@@ -325,7 +325,7 @@ class AuditLog:
                     raise
                 if hold:
                     self._held, connection = connection, None
-                    self._head = (out[-1].seq, out[-1].chain_hash)
+                    self._head = (out[-1].seq, out[-1].chain_hash) if out else head
                 return out
             except dbapi.IntegrityError as exc:
                 if attempt == _MAX_RETRIES - 1:

@@ -149,6 +149,8 @@ class AuditWriter:
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append records (in this order, in one transaction unless the batch is full)."""
+        if not entries:
+            return []
         if (
             self._leading
             or self._queue
