@@ -93,6 +93,8 @@ _MAX_RETRIES = 5
 _PAGE = 5000
 _SEAL_SLICE = 100
 """Records sealed between two yields to the event loop (~2.5 ms of work)."""
+APPEND_NOW_MAX = _SEAL_SLICE
+"""Most records :meth:`AuditLog.append_now` takes (one slice: it never yields to the loop)."""
 
 
 class _Sealed(NamedTuple):
@@ -239,8 +241,8 @@ class AuditLog:
         between the records' encryption and their commit."""
         if not self.appends_now:
             raise RuntimeError("append_now needs an idle log on the event loop's thread")
-        if len(entries) > _SEAL_SLICE:
-            raise ValueError(f"append_now takes at most {_SEAL_SLICE} records")
+        if len(entries) > APPEND_NOW_MAX:
+            raise ValueError(f"append_now takes at most {APPEND_NOW_MAX} records")
         self._check(entries)
         return self._append_sync(entries, self._seal_all(entries))
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from podium.governance.audit import APPEND_NOW_MAX
 from podium.governance.chain import AuditEntry, AuditRecord
 from podium.governance.keys import AuditError
 from podium.governance.pii import Finding, PiiDetector, PlaceholderVault
@@ -115,8 +116,9 @@ class Governed:
         return {"id": d.policy_id, "version": d.policy_version, "rule": rule}
 
 
-LEAD_MAX = 100
-"""Most records a leading caller commits itself (see :class:`AuditWriter`)."""
+LEAD_MAX = APPEND_NOW_MAX
+"""Most records a leading caller commits itself (see :class:`AuditWriter`): what
+:meth:`AuditLog.append_now` takes."""
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
