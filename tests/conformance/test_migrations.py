@@ -54,6 +54,7 @@ def test_upgrade_head_matches_the_declared_schema(empty_engine: Engine) -> None:
         "budget_alerts",
         "audit_records",
         "audit_checkpoints",
+        "audit_journal_moves",
         "orgs",
         "teams",
         "projects",
@@ -98,8 +99,9 @@ def test_concurrent_upgrades_are_serialised(empty_engine: Engine) -> None:
 
 def test_single_head_and_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0007"]
+    assert script.get_heads() == ["0008"]
     assert [rev.revision for rev in script.walk_revisions()] == [
+        "0008",
         "0007",
         "0006",
         "0005",

@@ -11,6 +11,7 @@ last user message, so a placeholder the model saw comes back in its answer); the
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import subprocess
@@ -37,6 +38,7 @@ from podium.gateway.resilience import Resilience
 from podium.gateway.routing import Deployment, ModelGroup
 from podium.governance import AuditLog, MasterKey, SigningKey
 from podium.governance.gate import Governance
+from podium.governance.journal import AuditJournal
 from podium.governance.policy import Policy
 from podium.models.catalog import Catalog
 from podium.models.hub import ModelHub
@@ -102,6 +104,7 @@ class Governed:
     home: Path
     store_url: str
     run: Callable[[Any], Any]
+    journal: AuditJournal | None
 
     def client(self, key: str = KEY) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url, api_key=key, max_retries=0)
@@ -128,10 +131,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=[False, True], ids=["commit", "journal"])
+def journaled(request: pytest.FixtureRequest) -> bool:
+    """Whether calls wait for the audit transaction or for the audit journal's write."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def governed(
     tmp_path: Path,
     store_url: str,
+    journaled: bool,
     use_simulator: Callable[..., Any],
     _stopping: list[_Server],
 ) -> Iterator[Governed]:
@@ -154,6 +164,12 @@ def governed(
             SQLiteCacheBackend(tmp_path / "cache.db"), clock=clock, policy=CachePolicy()
         )
         holder["audit"] = audit
+        journal = holder["journal"] = None
+        if journaled:
+            journal = await AuditJournal.open(
+                audit, settings.home / "audit-journal", clock=clock, delay=0.01
+            )
+            holder["journal"] = journal
         gateway = Gateway(
             hub,
             clock=clock,
@@ -167,9 +183,13 @@ def governed(
             deployment_keys={DEPLOYMENT: SecretStr(UPSTREAM_KEY)},
             ledger=ledger,
             cache=cache,
-            governance=Governance(Policy.parse(POLICY, source="policy.yaml"), audit=audit),
+            governance=Governance(
+                Policy.parse(POLICY, source="policy.yaml"), audit=audit, journal=journal
+            ),
         )
         gateway.on_close.extend([cache.backend.close, ledger.close, audit.close])
+        if journal is not None:
+            gateway.on_close.append(journal.close)  # closed first: its records go in
         return gateway
 
     import asyncio
@@ -199,6 +219,7 @@ def governed(
         tmp_path,
         store_url,
         run,
+        holder["journal"],
     )
     run(gateway.close())
     run(engine.close())
@@ -306,6 +327,8 @@ def test_a_model_no_rule_allows_is_denied_and_flagged(governed: Governed) -> Non
 def test_a_failed_audit_write_fails_the_call_closed(governed: Governed) -> None:
     if not governed.store_url.startswith("sqlite"):
         pytest.skip("the table is renamed through SQLite's own driver")
+    if governed.journal is not None:
+        pytest.skip("with a journal a call waits for the journal's write, not the store")
     _ask(governed, "chat", "first")
     path = governed.store_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as db:
@@ -316,6 +339,83 @@ def test_a_failed_audit_write_fails_the_call_closed(governed: Governed) -> None:
     )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
+
+
+def _journal_fds(directory: Path) -> list[int]:
+    """This process's open descriptors on audit journal files in ``directory``."""
+    fds = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = Path(fd).readlink()
+        except OSError:
+            continue
+        if target.parent == directory and target.name.endswith(".journal"):
+            fds.append(int(fd.name))
+    return fds
+
+
+def test_a_failed_journal_write_fails_the_call_closed(governed: Governed) -> None:
+    if governed.journal is None:
+        pytest.skip("needs the audit journal")
+    governed.journal.delay = 60  # the first record stays in the journal's open file
+    _ask(governed, "chat", "first")
+    # The disk fills up under the journal's open file: /dev/full answers ENOSPC to every write.
+    (fd,) = _journal_fds(governed.journal.directory)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, fd)
+    finally:
+        os.close(full)
+    response = governed.post(
+        "/chat/completions",
+        {"model": "chat", "messages": [{"role": "user", "content": "second"}]},
+    )
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "audit_unavailable"
+    assert "audit" in error["message"]
+    # The next call writes a new journal file; nothing journaled before the failure is lost.
+    _ask(governed, "chat", "third")
+    records = governed.records()
+    assert [r.kind for r in records] == ["model_call", "model_call"]
+    assert [governed.run(governed.audit.decrypt(r.seq))["prompt"] for r in records] == [
+        [{"role": "user", "content": "first"}],
+        [{"role": "user", "content": "third"}],
+    ]
+    assert governed.run(governed.audit.verify()).ok
+
+
+def test_with_a_journal_a_failing_store_delays_the_records_and_loses_none(
+    governed: Governed, caplog: pytest.LogCaptureFixture
+) -> None:
+    if governed.journal is None or not governed.store_url.startswith("sqlite"):
+        pytest.skip("needs the audit journal, and the table is renamed through SQLite's driver")
+    _ask(governed, "chat", "first")
+    assert len(governed.records()) == 1
+    path = governed.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE audit_records RENAME TO audit_records_gone")
+    for text in ("second", "third"):  # answered: their records are in the journal
+        assert _ask(governed, "chat", text).choices[0].message.content
+    assert governed.journal.pending == 2
+    with pytest.raises(Exception, match="audit_records"):
+        governed.run(governed.journal.flush())
+    assert governed.journal.pending == 2
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE audit_records_gone RENAME TO audit_records")
+    records = governed.records()
+    assert [
+        governed.run(governed.audit.decrypt(r.seq))["prompt"][0]["content"] for r in records
+    ] == [
+        "first",
+        "second",
+        "third",
+    ]
+    assert governed.journal.pending == 0
+    assert governed.run(governed.audit.verify()).ok
+    failed = [r.getMessage() for r in caplog.records if "could not move" in r.getMessage()]
+    assert failed
+    assert "no such table: audit_records" in failed[0]
 
 
 def test_streamed_answers_are_restored_across_chunks(governed: Governed) -> None:

@@ -17,7 +17,7 @@ OpenLog = Callable[..., Awaitable[AuditLog]]
 def _empty_audit_tables(url: str) -> None:
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE audit_records, audit_checkpoints")
+        conn.execute("TRUNCATE audit_records, audit_checkpoints, audit_journal_moves")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

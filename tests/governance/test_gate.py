@@ -293,12 +293,27 @@ async def test_the_embedded_defaults_audit_every_call_with_keys_made_once(tmp_pa
         )
         assert served.record.outcome == "ok"
         assert gateway.governance.audit is not None
+        journal = gateway.governance.writer.journal if gateway.governance.writer else None
+        assert journal is not None  # on SQLite, calls wait for the journal's write
+        assert journal.directory == tmp_path / ".podium" / "audit-journal"
+        assert journal.sync is False  # synchronous=NORMAL: a write is as durable as a commit
+        assert journal.pending == 1
         (record,) = await gateway.governance.audit.records()
         assert record.kind == "model_call"
         assert record.fields["policy"]["id"] == Policy.default().id
         assert record.fields["model_served"] == "local/vader-sentiment"
+        await gateway.task(
+            "classify", ClassifyRequest("local/vader-sentiment", ("another day",)), SUPPORT
+        )
+        assert journal.pending == 1
     finally:
         await gateway.close()
+    assert list((tmp_path / ".podium" / "audit-journal").iterdir()) == []  # closing moved it
+    log = await AuditLog.open(settings.store_url, clock=FakeClock())
+    try:
+        assert [r.seq for r in await log.records()] == [1, 2]
+    finally:
+        await log.close()
     keys = tmp_path / ".podium" / "audit"
     for name in ("master.key", "signing.key"):
         mode = (keys / name).stat().st_mode

@@ -161,3 +161,19 @@ def test_cli_refuses_a_missing_database_and_a_wrong_key(
     result = cli("audit", "show")
     assert result.exit_code == 2
     assert "not valid base64" in result.stderr
+
+
+def test_cli_moves_the_journal_of_a_server_that_died_before_it_verifies(
+    cli: Any, tmp_path: Path
+) -> None:
+    from tests.governance.test_audit_journal import crash
+
+    journals = tmp_path / ".podium" / "audit-journal"
+    crash(f"sqlite:///{cli.db}", journals, cli.master, 3)
+    result = cli("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert "moved 3 audit records" in result.stderr
+    assert "intact: 15 records" in result.stdout
+    assert list(journals.glob("*.journal")) == []
+    shown = cli("audit", "show", "--limit", "1", "--decrypt", "--json")
+    assert json.loads(shown.stdout)["payload"]["prompt"] == "secret prompt 2"

@@ -67,17 +67,31 @@ def _url(db: str | None) -> str:
     return url
 
 
-def _open(url: str, public_keys: list[str]) -> Coroutine[Any, Any, AuditLog]:
+async def _open(url: str, public_keys: list[str]) -> AuditLog:
+    """The audit log at ``url``, with the records of audit journals left by a server that
+    stopped without moving them (it crashed) moved into the chain first."""
+    from podium.governance.journal import recover
     from podium.governance.setup import existing_audit_keys
 
+    settings = Settings.from_env(os.environ)
     try:
-        master, signer = existing_audit_keys(Settings.from_env(os.environ), os.environ)
+        master, signer = existing_audit_keys(settings, os.environ)
         verify_keys = [VerifyKey(base64.b64decode(k, validate=True)) for k in public_keys]
     except (ConfigError, binascii.Error, ValueError) as exc:
         raise _fail(f"bad audit key: {exc}") from None
-    return AuditLog.open(
+    log = await AuditLog.open(
         url, clock=SystemClock(), master=master, signer=signer, verify_keys=verify_keys
     )
+    journals = Path(settings.home) / "audit-journal"
+    if master is not None and journals.is_dir():
+        moved = await recover(log, journals)
+        if moved:
+            err.print(
+                f"moved {moved} audit records left in {journals} by a server that stopped "
+                "into the chain",
+                highlight=False,
+            )
+    return log
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:

@@ -154,7 +154,21 @@ async def _governance(
             sqlite_synchronous=settings.sqlite_synchronous,
         )
         closers.append(audit.close)
-    governance = Governance(policy, audit=audit)
+    journal = None
+    sqlite = settings.store_url.startswith("sqlite")
+    if audit is not None and (
+        spec.audit_journal == "on" or (spec.audit_journal, sqlite) == ("auto", True)
+    ):
+        from podium.governance.journal import AuditJournal
+
+        journal = await AuditJournal.open(
+            audit,
+            Path(settings.home) / "audit-journal",
+            clock=clock,
+            sync=not sqlite or settings.sqlite_synchronous in ("FULL", "EXTRA"),
+        )
+        closers.append(journal.close)
+    governance = Governance(policy, audit=audit, journal=journal)
     closers.append(governance.close)
     return governance
 

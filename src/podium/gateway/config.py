@@ -394,6 +394,12 @@ class GovernanceConfig(Section):
     audit: bool = True
     """Append a tamper-evident, encrypted audit record for every call, and fail the call when
     that write fails. Needs a SQL store (ignored with ``memory://``)."""
+    audit_journal: Literal["auto", "on", "off"] = "auto"
+    """A call waits for its audit record to be written to an append-only journal file (one
+    ``write``), which is moved into the chain within 20 ms, instead of waiting for the chain's
+    transaction (see ``docs/audit.md``). ``auto``: on with SQLite, whose default commits
+    (``synchronous=NORMAL``) the journal matches; ``on`` elsewhere adds an ``fdatasync`` per
+    call; ``off``: every call waits for the transaction."""
 
     @field_validator("policy")
     @classmethod

@@ -995,8 +995,11 @@ class Gateway:
         return sorted(local)
 
     async def flush(self) -> None:
-        """Wait until every call's ledger row and records are written."""
+        """Wait until every call's ledger row and records are written, and its audit record
+        is in the chain."""
         await self.recorder.flush()
+        if self.governance is not None:
+            await self.governance.flush()
 
     async def close(self) -> None:
         """Flush, then close adapters and backends the gateway owns."""

@@ -38,7 +38,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Engine, Row, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -97,14 +97,32 @@ APPEND_NOW_MAX = _SEAL_SLICE
 """Most records :meth:`AuditLog.append_now` takes (one slice: it never yields to the loop)."""
 
 
+class Settles(Protocol):
+    """What :meth:`AuditLog.attach` takes: something holding records not yet appended."""
+
+    async def flush(self) -> None: ...
+
+
+class Prepared(NamedTuple):
+    """An entry encoded for the chain (its header's fields as canonical JSON, its payload's
+    plaintext) with the time it was recorded, before its encryption: what an append seals, and
+    what the audit journal (:mod:`podium.governance.journal`) keeps until the append."""
+
+    kind: str
+    actor: str
+    team: str | None
+    fields: Mapping[str, Any]
+    fields_text: str
+    payload: bytes
+    ts: float
+
+
 class _Sealed(NamedTuple):
-    """An entry encrypted and encoded, before it gets its place in the chain."""
+    """A prepared entry encrypted and encoded, before it gets its place in the chain."""
 
     wrapped: bytes
     payload: bytes
     payload_hash: str
-    fields: Mapping[str, Any]
-    fields_text: str
     kind_text: str
     actor_text: str
     team_text: str
@@ -114,6 +132,7 @@ _R = schema.audit_records
 _SHOWN = [c for c in _R.c if c.name != "wrapped_key"]
 """A record's columns as read back (the wrapped data key only where it is unwrapped)."""
 _C = schema.audit_checkpoints
+_J = schema.audit_journal_moves
 
 
 class AuditLog:
@@ -168,6 +187,9 @@ class AuditLog:
         error."""
         self._texts: _Memo[str] = _Memo(canonical_json)
         """Canonical JSON texts of kinds, actors and teams (they repeat across records)."""
+        self._journal: Settles | None = None
+        """The audit journal feeding this log, if any: flushed before every read, so that a
+        record journaled in this process is visible to it (see :meth:`attach`)."""
 
     @classmethod
     async def open(
@@ -197,6 +219,19 @@ class AuditLog:
     def master_key_id(self) -> str | None:
         return None if self._master is None else self._master.key_id
 
+    @property
+    def master(self) -> MasterKey | None:
+        return self._master
+
+    def attach(self, journal: Settles | None) -> None:
+        """Flush ``journal`` before every read and every checkpoint, shred and rotation, so
+        they see every record journaled in this process (``None``: detach)."""
+        self._journal = journal
+
+    async def _settle(self) -> None:
+        if self._journal is not None:
+            await self._journal.flush()
+
     def __repr__(self) -> str:
         return (
             f"AuditLog(dialect={self._db.dialect!r}, master_key_id={self.master_key_id!r}, "
@@ -217,17 +252,34 @@ class AuditLog:
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append records in one transaction, in order."""
-        self._check(entries)
+        return await self.append_prepared(self.prepare(entries))
+
+    async def append_prepared(
+        self,
+        prepared: Sequence[Prepared],
+        *,
+        journal: str | None = None,
+        forget: Sequence[str] = (),
+    ) -> list[AuditRecord]:
+        """Append prepared entries in one transaction, in order.
+
+        Args:
+            prepared: From :meth:`prepare`.
+            journal: The audit journal file they come from: its id is stored in the same
+                transaction (``audit_journal_moves``), so that a crash between this commit and
+                the file's removal never appends them twice.
+            forget: Ids of journal files removed since: their rows go, in the same transaction.
+        """
         # Encrypt outside the lock: only the chain needs serialising. In slices, yielding to the
         # event loop between them: ~25 µs a record of JSON and AES would stall the loop for
         # ~25 ms per thousand records. (A worker thread measured no faster: the GIL.)
         sealed: list[_Sealed] = []
-        for start in range(0, len(entries), _SEAL_SLICE):
+        for start in range(0, len(prepared), _SEAL_SLICE):
             if start:
                 await asyncio.sleep(0)
-            sealed += self._seal_all(entries[start : start + _SEAL_SLICE])
+            sealed += self._seal_all(prepared[start : start + _SEAL_SLICE])
         async with self._lock:
-            return await self._db.run(self._append_sync, entries, sealed)
+            return await self._db.run(self._append_sync, prepared, sealed, journal, forget)
 
     @property
     def appends_now(self) -> bool:
@@ -243,33 +295,53 @@ class AuditLog:
             raise RuntimeError("append_now needs an idle log on the event loop's thread")
         if len(entries) > APPEND_NOW_MAX:
             raise ValueError(f"append_now takes at most {APPEND_NOW_MAX} records")
-        self._check(entries)
-        return self._append_sync(entries, self._seal_all(entries))
+        prepared = self.prepare(entries)
+        return self._append_sync(prepared, self._seal_all(prepared), None, ())
 
-    def _check(self, entries: Sequence[AuditEntry]) -> None:
+    def prepare(self, entries: Sequence[AuditEntry], ts: float | None = None) -> list[Prepared]:
+        """Check and encode entries for an append, all recorded at ``ts`` (default: now).
+
+        Raises:
+            AuditKeyError: No master key (nothing could be sealed).
+            ValueError: An invalid kind, no actor, or fields or a payload that is not JSON.
+        """
         if self._master is None:
             raise AuditKeyError(
                 "no audit master key: set PODIUM_AUDIT_MASTER_KEY (base64 of 32 bytes) "
                 "or PODIUM_AUDIT_MASTER_KEY_FILE"
             )
+        when = self._clock.now() if ts is None else ts
+        out: list[Prepared] = []
         for entry in entries:
             if not _KIND.match(entry.kind):
                 raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
             if not entry.actor:
                 raise ValueError("an audit record needs an actor")
+            fields, fields_text = fields_json(entry.header)
+            out.append(
+                Prepared(
+                    entry.kind,
+                    entry.actor,
+                    entry.team,
+                    fields,
+                    fields_text,
+                    payload_json(entry.payload),
+                    when,
+                )
+            )
+        return out
 
-    def _seal_all(self, entries: Sequence[AuditEntry]) -> list[_Sealed]:
-        """Encrypt and encode entries: one fresh random data key and nonce each (sliced from
-        one ``os.urandom`` call), the key wrapped by the master key."""
+    def _seal_all(self, prepared: Sequence[Prepared]) -> list[_Sealed]:
+        """Encrypt prepared entries: one fresh random data key and nonce each (sliced from one
+        ``os.urandom`` call), the key wrapped by the master key."""
         assert self._master is not None
         wrap = self._master.wrap
         texts = self._texts
         sha = hashlib.sha256
         step = DATA_KEY_BYTES + NONCE_BYTES
-        material = os.urandom(step * len(entries))
+        material = os.urandom(step * len(prepared))
         out: list[_Sealed] = []
-        for i, entry in enumerate(entries):
-            fields, fields_text = fields_json(entry.header)
+        for i, entry in enumerate(prepared):
             kind, actor, team = entry.kind, entry.actor, entry.team
             # memoised for strings only: as dict keys, 1 and True (say) would collide
             kind_text = texts[kind] if type(kind) is str else canonical_json(kind)
@@ -278,13 +350,13 @@ class AuditLog:
             # The AAD binds the ciphertext to the record's kind, actor and fields (seq/ts come
             # later: a payload moved to another record fails its hash check anyway). It is
             # canonical_json([kind, actor, team, fields]), assembled from the texts made.
-            aad = f"[{kind_text},{actor_text},{team_text},{fields_text}]".encode()
+            aad = f"[{kind_text},{actor_text},{team_text},{entry.fields_text}]".encode()
             start = i * step
             data_key = material[start : start + DATA_KEY_BYTES]
             sealed = seal_with(
                 data_key,
                 material[start + DATA_KEY_BYTES : start + step],
-                payload_json(entry.payload),
+                entry.payload,
                 aad,
             )
             out.append(
@@ -292,8 +364,6 @@ class AuditLog:
                     wrap(data_key),
                     sealed,
                     sha(sealed).hexdigest(),
-                    fields,
-                    fields_text,
                     kind_text,
                     actor_text,
                     team_text,
@@ -303,8 +373,10 @@ class AuditLog:
 
     def _append_sync(
         self,
-        entries: Sequence[AuditEntry],
+        prepared: Sequence[Prepared],
         sealed: Sequence[_Sealed],
+        journal: str | None,
+        forget: Sequence[str],
     ) -> list[AuditRecord]:
         """One transaction on the raw DBAPI connection (SQLAlchemy's transaction, statement
         compilation and result rows cost ~3x the SQL of a one-record append on SQLite); a
@@ -320,7 +392,9 @@ class AuditLog:
                 raw = connection.dbapi_connection
                 assert raw is not None
                 try:
-                    out = self._append_in(raw, entries, sealed, head)
+                    out = self._append_in(raw, prepared, sealed, head)
+                    if journal is not None or forget:
+                        self._journal_rows(raw, journal, forget)
                     raw.commit()
                 except BaseException:
                     raw.rollback()
@@ -343,10 +417,47 @@ class AuditLog:
                     connection.close()  # back to the pool (a no-op once invalidated)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _journal_rows(self, raw: Any, journal: str | None, forget: Sequence[str]) -> None:
+        mark = "%s" if self._db.dialect == "postgresql" else "?"
+        cursor = raw.cursor()
+        try:
+            if forget:
+                cursor.executemany(
+                    f"DELETE FROM {_J.name} WHERE journal_id = {mark}", [(i,) for i in forget]
+                )
+            if journal is not None:
+                cursor.execute(
+                    f"INSERT INTO {_J.name} (journal_id, ts) VALUES ({mark}, {mark})",
+                    (journal, self._clock.now()),
+                )
+        finally:
+            cursor.close()
+
+    async def moved(self, journals: Sequence[str]) -> set[str]:
+        """Which of these audit journal files were already moved into the chain."""
+        if not journals:
+            return set()
+        return await self._db.run(self._moved_sync, list(journals))
+
+    def _moved_sync(self, journals: list[str]) -> set[str]:
+        query = select(_J.c.journal_id).where(_J.c.journal_id.in_(journals))
+        with self._db.errors(), self._db.engine.connect() as conn:
+            return {str(row[0]) for row in conn.execute(query)}
+
+    async def forget(self, journals: Sequence[str]) -> None:
+        """Drop the rows of removed audit journal files (see :meth:`append_prepared`)."""
+        if journals:
+            async with self._lock:
+                await self._db.run(self._forget_sync, list(journals))
+
+    def _forget_sync(self, journals: list[str]) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(_J.delete().where(_J.c.journal_id.in_(journals)))
+
     def _append_in(
         self,
         raw: Any,
-        entries: Sequence[AuditEntry],
+        prepared: Sequence[Prepared],
         sealed: Sequence[_Sealed],
         head: tuple[int, str] | None,
     ) -> list[AuditRecord]:
@@ -370,20 +481,23 @@ class AuditLog:
                 cursor.close()
             head = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
         seq, prev = head
-        ts = self._clock.now()
         rows: list[tuple[Any, ...]] = []
         out: list[AuditRecord] = []
         checkpoints: list[tuple[Any, ...]] = []
-        ts_text = canonical_json(ts)
+        ts_texts: dict[float, str] = {}
         key_id = self._master.key_id
         sha = hashlib.sha256
         every = self._every if self._signer is not None else 0
-        for entry, sealed_entry in zip(entries, sealed, strict=True):
+        for entry, sealed_entry in zip(prepared, sealed, strict=True):
             seq += 1
             payload_hash = sealed_entry.payload_hash
+            ts = entry.ts
+            ts_text = ts_texts.get(ts)
+            if ts_text is None:
+                ts_text = ts_texts[ts] = canonical_json(ts)
             # header_text(), inlined: canonical JSON with sorted keys, from encoded parts
             header = (
-                f'{{"actor":{sealed_entry.actor_text},"fields":{sealed_entry.fields_text},'
+                f'{{"actor":{sealed_entry.actor_text},"fields":{entry.fields_text},'
                 f'"kind":{sealed_entry.kind_text},"seq":{seq},"team":{sealed_entry.team_text},'
                 f'"ts":{ts_text},"v":{FORMAT_VERSION}}}'
             )
@@ -408,7 +522,7 @@ class AuditLog:
             )  # fmt: skip (in RECORD_COLUMNS order)
             out.append(
                 AuditRecord(
-                    seq, ts, entry.kind, entry.actor, entry.team, sealed_entry.fields,
+                    seq, ts, entry.kind, entry.actor, entry.team, entry.fields,
                     payload_hash, rec, prev, link, key_id,
                 )
             )  # fmt: skip
@@ -438,6 +552,7 @@ class AuditLog:
                 "no audit signing key: set PODIUM_AUDIT_SIGNING_KEY (base64 of a 32-byte "
                 "Ed25519 seed) or PODIUM_AUDIT_SIGNING_KEY_FILE"
             )
+        await self._settle()
         async with self._lock:
             return await self._db.run(self._checkpoint_sync)
 
@@ -458,6 +573,7 @@ class AuditLog:
     async def shred(self, seqs: Sequence[int]) -> int:
         """Destroy the data keys of these records (their payload becomes unreadable; the chain
         still verifies). Returns how many keys were destroyed."""
+        await self._settle()
         return await self._db.run(self._shred_sync, list(seqs))
 
     def _shred_sync(self, seqs: list[int]) -> int:
@@ -503,6 +619,7 @@ class AuditLog:
         transaction, then use ``new_master``. Returns how many keys were re-wrapped."""
         if self._master is None:
             raise AuditKeyError("rotation needs the current audit master key")
+        await self._settle()
         async with self._lock:
             count = await self._db.run(self._rotate_sync, self._master, new_master)
             self._master = new_master
@@ -535,10 +652,12 @@ class AuditLog:
 
     async def records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         """Records with ``seq > after``, oldest first."""
+        await self._settle()
         return await self._db.run(self._records_sync, after, limit)
 
     async def tail(self, limit: int) -> list[AuditRecord]:
         """The newest ``limit`` records, oldest first."""
+        await self._settle()
         last = await self._db.run(self._last_seq_sync)
         return await self.records(after=max(0, last - limit), limit=limit)
 
@@ -581,6 +700,7 @@ class AuditLog:
         """
         if limit <= 0:
             return []
+        await self._settle()
         return await self._db.run(
             self._query_sync,
             kind,
@@ -648,6 +768,7 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Records older than ``before`` (their ``ts``) whose payload is still readable (data
         key not shredded), oldest first from ``seq > after``: what retention looks at."""
+        await self._settle()
         return await self._db.run(self._readable_before_sync, before, after, limit)
 
     def _readable_before_sync(self, before: float, after: int, limit: int) -> list[AuditRecord]:
@@ -668,6 +789,7 @@ class AuditLog:
             AuditKeyError: No master key, or not the one that wraps this record's data key.
             KeyError: No such record.
         """
+        await self._settle()
         row = await self._db.run(self._payload_sync, seq)
         if row is None:
             raise KeyError(f"no audit record {seq}")
@@ -693,6 +815,7 @@ class AuditLog:
 
     async def export_checkpoints(self) -> list[Checkpoint]:
         """Every signed checkpoint, oldest first: keep them outside the database."""
+        await self._settle()
         return await self._db.run(self._checkpoints_sync)
 
     def _checkpoints_sync(self) -> list[Checkpoint]:
@@ -702,6 +825,7 @@ class AuditLog:
     async def export(self) -> AsyncIterator[dict[str, Any]]:
         """Every record (payload as base64 ciphertext) then every checkpoint, as JSON-ready
         dicts tagged ``type``: enough for an offline verification."""
+        await self._settle()
         after = 0
         while True:
             page = await self._db.run(self._raw_page_sync, after)

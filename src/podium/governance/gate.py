@@ -19,9 +19,11 @@ points of every model call:
 3. **Record** (:meth:`Governance.record`): one audit record per call — ``model_call``, or
    ``policy_violation`` when the policy refused it — with the policy id, version and rule, the
    data class, the PII counts and the route in the clear header, and the (redacted) prompt and
-   the response in the encrypted payload. The caller waits for the record to be committed: if
-   the audit write fails, the call fails (**fail closed**). Appends from concurrent calls are
-   committed together (:class:`AuditWriter`), so the wait is one transaction, not a queue.
+   the response in the encrypted payload. The caller waits for the record to be recorded: if
+   the audit write fails, the call fails (**fail closed**). With an audit journal (the gateway's
+   default on SQLite) the wait is one ``write`` to the journal file, whose records move into the
+   chain in batches (:mod:`podium.governance.journal`); without one, appends from concurrent
+   calls are committed together (:class:`AuditWriter`), so the wait is one transaction.
 
 Restoring placeholders in the answer (when the policy allows) happens after the response was
 cached and audited: what is stored keeps the placeholders.
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from podium.gateway.records import Caller, CallRecord
     from podium.gateway.routing import Deployment, Exclusion
     from podium.governance.audit import AuditLog
+    from podium.governance.journal import AuditJournal
 
 log = logging.getLogger("podium.governance")
 
@@ -138,9 +141,12 @@ class AuditWriter:
     unloaded call so skips the drain task, its futures and the loop turns between them (~3% of
     a governed gateway call); under load the drain task still carries the batches."""
 
-    def __init__(self, log_: AuditLog, *, batch: int = 512) -> None:
+    def __init__(
+        self, log_: AuditLog, *, batch: int = 512, journal: AuditJournal | None = None
+    ) -> None:
         self.log = log_
         self.batch = batch
+        self.journal = journal
         self._queue: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]] = []
         self._task: asyncio.Task[None] | None = None
         self._leading = False
@@ -148,6 +154,15 @@ class AuditWriter:
     async def append(self, entry: AuditEntry) -> AuditRecord:
         """Append one record; return once it is committed."""
         return (await self.append_many([entry]))[0]
+
+    async def submit(self, entries: Sequence[AuditEntry]) -> None:
+        """Record entries, in order: written to the audit journal when there is one (see
+        :mod:`podium.governance.journal`), else committed into the chain. Returns once they
+        are recorded; raises (and records nothing more) when they cannot be."""
+        if self.journal is not None:
+            self.journal.write(entries)
+        else:
+            await self.append_many(entries)
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append records (in this order, in one transaction unless the batch is full)."""
@@ -240,6 +255,8 @@ class Governance:
     Args:
         policy: The central policy (``Policy.default()`` when the operator configured none).
         audit: The audit trail (``None``: calls are governed but not audited).
+        journal: Where the audit records are written first, moved into ``audit`` in batches
+            (``None``: every call waits for its record's transaction).
         detector: The PII detector (``None``: one for the policy's entities, built lazily).
     """
 
@@ -248,11 +265,12 @@ class Governance:
         policy: Policy | None = None,
         *,
         audit: AuditLog | None = None,
+        journal: AuditJournal | None = None,
         detector: PiiDetector | None = None,
     ) -> None:
         self.policy = policy or Policy.default()
         self.audit = audit
-        self.writer = AuditWriter(audit) if audit is not None else None
+        self.writer = AuditWriter(audit, journal=journal) if audit is not None else None
         self._given = detector
         self._detectors: dict[tuple[str, ...], PiiDetector] = {}
 
@@ -429,17 +447,18 @@ class Governance:
         governed: Governed | None,
         response: Any = None,
         error: BaseException | None = None,
-    ) -> AuditRecord | None:
-        """Append the call's audit record and wait until it is committed.
+    ) -> None:
+        """Record the call's audit record: return once it is committed into the chain, or
+        written to the audit journal when there is one.
 
         Raises:
             AuditError: The append failed: the call must fail (fail closed).
         """
         if self.writer is None:
-            return None
+            return
         entry = self.entry(record, governed, response, error)
         try:
-            return await self.writer.append(entry)
+            await self.writer.submit([entry])
         except AuditError:
             raise
         except Exception as exc:
@@ -482,6 +501,11 @@ class Governance:
         return AuditEntry(
             kind=kind, actor=base.actor, team=base.team, header=header, payload=payload
         )
+
+    async def flush(self) -> None:
+        """Move every journaled audit record into the chain (a no-op without a journal)."""
+        if self.writer is not None and self.writer.journal is not None:
+            await self.writer.journal.flush()
 
     async def close(self) -> None:
         if self.writer is not None:

@@ -198,7 +198,7 @@ budget_alerts = Table(
 """Alert thresholds crossed by a budget's spend, each recorded once per window."""
 
 
-# -- Audit trail (revisions 0003, 0006, 0007) -----------------------------------------------------
+# -- Audit trail (revisions 0003, 0006, 0007, 0008) ------------------------------------------------
 # See podium.governance.audit: the chain commits to hashes only (header + payload ciphertext), so
 # a record's data key can be deleted (crypto-shredding) and the chain still verifies.
 
@@ -240,6 +240,16 @@ audit_checkpoints = Table(
     Column("signature", LargeBinary, nullable=False),
 )
 """Ed25519 signatures over ``(seq, chain_hash)``, every N records and on demand."""
+
+audit_journal_moves = Table(
+    "audit_journal_moves",
+    metadata,
+    Column("journal_id", String(128), primary_key=True),
+    Column("ts", Float, nullable=False),
+)
+"""Audit journal files whose records are in the chain (revision 0008): a file's id is inserted
+in the transaction that appends its records, and deleted once the file is gone, so a crash
+between the two never appends a file twice (see :mod:`podium.governance.journal`)."""
 
 
 # -- Identity (revision 0005) ---------------------------------------------------------------------
