@@ -71,6 +71,8 @@ is failing: the journal must not grow without bound)."""
 RETRY_S = 1.0
 """Wait before moving records again after the chain's store failed."""
 SUFFIX = ".journal"
+MAKING = ".journal-new"
+"""A journal file's name while it is made (before it is locked and has its header)."""
 _LENGTH = struct.Struct(">I")
 _NONCE = struct.Struct(">4xQ")
 
@@ -213,6 +215,9 @@ class AuditJournal:
             raise AuditKeyError("no audit master key")
         ident = f"{ordered_id(self._clock.now())}-{os.getpid()}"
         path = self.directory / f"{ident}{SUFFIX}"
+        # Made under another name, locked and given its header, then renamed: recovery never
+        # meets a journal file that is not yet locked by its writer.
+        making = self.directory / f"{ident}{MAKING}"
         key = AESGCM.generate_key(bit_length=256)
         header = orjson.dumps(
             {
@@ -221,18 +226,21 @@ class AuditJournal:
                 "wrapped": base64.b64encode(master.wrap(key)).decode(),
             }
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             start = MAGIC + _LENGTH.pack(len(header)) + header
             _write_all(fd, start)
             if self.sync:
                 os.fsync(fd)
+            os.rename(making, path)
+            if self.sync:
                 _sync_directory(self.directory)
         except BaseException:
             os.close(fd)
-            with contextlib.suppress(OSError):
-                path.unlink()
+            for name in (making, path):
+                with contextlib.suppress(OSError):
+                    name.unlink()
             raise
         return _File(ident, path, fd, AESGCM(key), len(start))
 
@@ -440,6 +448,21 @@ def read_orphan(path: Path, log_: AuditLog) -> Orphan:
     return Orphan(str(ident), items, at < len(data), header_end)
 
 
+def _unheld(path: Path) -> bool:
+    """Whether no process holds ``path``'s lock (checked by taking it for a moment)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 async def recover(log_: AuditLog, directory: Path) -> int:
     """Move into the chain the records of every journal file in ``directory`` that no live
     process holds, then remove the files. Returns how many records were moved.
@@ -447,7 +470,14 @@ async def recover(log_: AuditLog, directory: Path) -> int:
     A file that cannot be read (another master key, not a journal) is left where it is, and
     logged; the others are recovered all the same."""
     moved = 0
-    for name in sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX)):
+    names = sorted(os.listdir(directory))
+    for name in names:
+        if name.endswith(MAKING) and _unheld(directory / name):
+            with contextlib.suppress(OSError):  # its maker died before it held a record
+                (directory / name).unlink()
+    for name in names:
+        if not name.endswith(SUFFIX):
+            continue
         path = directory / name
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -460,6 +490,9 @@ async def recover(log_: AuditLog, directory: Path) -> int:
                 continue  # a live process writes it
             if os.fstat(fd).st_nlink == 0:
                 continue  # removed between our open and our lock
+            if os.pread(fd, len(MAGIC), 0) == bytes(len(MAGIC)):
+                path.unlink()  # destroyed after its move; the owner died before unlinking it
+                continue
             try:
                 orphan = read_orphan(path, log_)
             except AuditError as exc:
