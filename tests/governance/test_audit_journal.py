@@ -179,7 +179,7 @@ async def test_a_failing_store_keeps_the_records_then_refuses_past_the_backlog(
     assert journal.pending == 3
     assert "could not move 3 records" in caplog.text
     journal.write([entry(3), entry(4)])
-    with pytest.raises(JournalError, match="5 records behind"):
+    with pytest.raises(JournalError, match="5 records behind: its store keeps failing"):
         journal.write([entry(5)])
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE gone RENAME TO audit_records")
@@ -385,4 +385,20 @@ async def test_a_new_file_is_never_seen_by_recovery_before_it_is_locked(
     (path,) = list(directory.iterdir())  # made as *.journal-new, renamed once locked
     assert path.name.endswith(journal_module.SUFFIX)
     assert await recover(await open_log(), directory) == 0
+    await journal.close()
+
+
+async def test_after_a_key_rotation_new_records_go_to_a_file_wrapped_by_the_new_key(
+    open_log: OpenLog, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    log = await open_log()
+    journal = await AuditJournal.open(log, directory, clock=FakeClock(), delay=3600)
+    journal.write([entry(0)])
+    new = MasterKey.generate()
+    assert await log.rotate(new) == 1  # the journal is moved first: its record is rotated too
+    journal.write([entry(1)])
+    (path,) = files(directory)
+    assert f'"master_key_id":"{new.key_id}"'.encode() in path.read_bytes()
+    assert await prompts(log) == ["secret prompt 0", "secret prompt 1"]
     await journal.close()

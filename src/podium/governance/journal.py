@@ -8,7 +8,9 @@ for synchronous commits). A background task then moves the journaled records int
 in batches — every :data:`DRAIN_DELAY_S`, or at once past :data:`DRAIN_AT` records — through
 :meth:`~podium.governance.audit.AuditLog.append_prepared`, which seals each record as before
 (its own data key) and stores the file's id in the same transaction. Then the file is destroyed
-(its wrapped key overwritten, the file unlinked) and the id deleted.
+(its wrapped key overwritten, the file unlinked) and the id deleted. A file per move is cheaper
+than one file reused across moves, measured: a file unlinked within ~20 ms never reaches the
+disk (its dirty pages are dropped), where a reused file's pages are written back.
 
 **What "recorded" means.** A record is as durable once written as a SQLite commit with
 ``synchronous=NORMAL`` (the default): it survives the process crashing, not the machine losing
@@ -90,6 +92,7 @@ class _File:
     fd: int
     aead: AESGCM
     header_end: int
+    master_key_id: str
     items: list[Prepared] = field(default_factory=list)
 
     @property
@@ -175,13 +178,16 @@ class AuditJournal:
             raise JournalError("the audit journal is closed")
         if self._pending + len(entries) > MAX_BACKLOG:
             raise JournalError(
-                f"the audit trail is {self._pending} records behind (its store keeps failing: "
-                f"{self._failing!r}); calls are refused until it catches up"
+                f"the audit trail is {self._pending} records behind: its store keeps failing "
+                "(the server log says why); calls are refused until it catches up"
             )
         prepared = self.log.prepare(entries)
         if not prepared:
             return
         file = self._current
+        if file is not None and file.master_key_id != self.log.master_key_id:
+            self._retire(file)  # the master key was rotated: a new file, wrapped by the new key
+            file = None
         try:
             if file is None:
                 file = self._current = self._create()
@@ -195,19 +201,22 @@ class AuditJournal:
             if self.sync:
                 os.fdatasync(file.fd)
         except OSError as exc:
-            # The file may now end in a torn frame: never write after it.
             if file is not None and file is self._current:
-                self._current = None
-                if file.items:
-                    self._closed_files.append(file)
-                else:
-                    _destroy(file)
+                self._retire(file)  # it may now end in a torn frame: never write after it
             raise JournalError(
                 f"the audit journal cannot be written ({type(exc).__name__}: {exc})"
             ) from exc
         file.items += prepared
         self._pending += len(prepared)
         self._schedule(now=self._pending >= DRAIN_AT)
+
+    def _retire(self, file: _File) -> None:
+        """Write no more to ``file``: its records wait for the next move (none: destroyed)."""
+        self._current = None
+        if file.items:
+            self._closed_files.append(file)
+        else:
+            _destroy(file)
 
     def _create(self) -> _File:
         master = self.log.master
@@ -242,7 +251,7 @@ class AuditJournal:
                 with contextlib.suppress(OSError):
                     name.unlink()
             raise
-        return _File(ident, path, fd, AESGCM(key), len(start))
+        return _File(ident, path, fd, AESGCM(key), len(start), master.key_id)
 
     # -- moving into the chain --------------------------------------------------------------------
 
