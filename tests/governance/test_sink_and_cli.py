@@ -172,7 +172,7 @@ def test_cli_moves_the_journal_of_a_server_that_died_before_it_verifies(
     crash(f"sqlite:///{cli.db}", journals, cli.master, 3)
     result = cli("audit", "verify")
     assert result.exit_code == 0, result.output
-    assert "moved 3 audit records" in result.stderr
+    assert "moved into the chain 3 audit record(s)" in result.stderr
     assert "intact: 15 records" in result.stdout
     assert list(journals.glob("*.journal")) == []
     shown = cli("audit", "show", "--limit", "1", "--decrypt", "--json")

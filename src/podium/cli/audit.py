@@ -87,8 +87,8 @@ async def _open(url: str, public_keys: list[str]) -> AuditLog:
         moved = await recover(log, journals)
         if moved:
             err.print(
-                f"moved {moved} audit records left in {journals} by a server that stopped "
-                "into the chain",
+                f"moved into the chain {moved} audit record(s) that a server which stopped "
+                f"without moving them left in {journals}",
                 highlight=False,
             )
     return log

@@ -512,7 +512,7 @@ async def recover(log_: AuditLog, directory: Path) -> int:
                 await log_.append_prepared(orphan.items, journal=orphan.id)
                 moved += len(orphan.items)
             log.warning(
-                "recovered audit journal file %s: %d records %s%s",
+                "recovered audit journal file %s: %d record(s) %s%s",
                 path.name,
                 len(orphan.items),
                 "were already in the chain" if orphan.id in done else "moved into the chain",
