@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Table, create_engine, func, select
 
 from podium.governance import AuditEntry, AuditLog, MasterKey
 from podium.governance import journal as journal_module
@@ -38,21 +38,12 @@ def entry(i: int) -> AuditEntry:
     )
 
 
-def stored(db_url: str) -> int:
-    """How many records another connection sees in the chain."""
+def count(db_url: str, table: Table = R) -> int:
+    """How many rows another connection sees in ``table`` (default: the chain's records)."""
     engine = create_engine(store_url(db_url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(R)).scalar_one())
-    finally:
-        engine.dispose()
-
-
-def journal_rows(db_url: str) -> int:
-    engine = create_engine(store_url(db_url))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(J)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
     finally:
         engine.dispose()
 
@@ -78,16 +69,16 @@ async def test_a_written_record_is_in_the_chain_for_this_process_at_once_and_for
     journal = await AuditJournal.open(log, tmp_path / "j", clock=clock, delay=0.05)
     journal.write([entry(0), entry(1)])
     assert journal.pending == 2
-    assert stored(db_url) == 0  # written, not yet moved
+    assert count(db_url) == 0  # written, not yet moved
     journal.write([entry(2)])
     for _ in range(200):  # moved within the delay, with no read to prompt it
         if not journal.pending:
             break
         await asyncio.sleep(0.01)
     assert journal.pending == 0
-    assert stored(db_url) == 3
+    assert count(db_url) == 3
     assert files(tmp_path / "j") == []  # a moved file is destroyed
-    assert journal_rows(db_url) == 1  # its id, deleted with the next move
+    assert count(db_url, J) == 1  # its id, deleted with the next move
     journal.write([entry(3)])
     records = await log.records()  # a read flushes the journal first
     assert [r.seq for r in records] == [1, 2, 3, 4]
@@ -95,7 +86,7 @@ async def test_a_written_record_is_in_the_chain_for_this_process_at_once_and_for
     assert [r.fields["request_id"] for r in records] == [f"req_{i}" for i in range(4)]
     assert records[0].fields["cost"] == "0.0000"
     assert records[3].fields["cost"] == "0.0003"
-    assert journal_rows(db_url) == 0
+    assert count(db_url, J) == 0
     assert (await log.verify()).ok
     await journal.close()
 
@@ -153,7 +144,7 @@ async def test_a_full_batch_moves_without_waiting(
         if not journal.pending:
             break
         await asyncio.sleep(0.01)
-    assert stored(db_url) == journal_module.DRAIN_AT
+    assert count(db_url) == journal_module.DRAIN_AT
     await journal.close()
 
 
@@ -246,13 +237,13 @@ async def test_records_journaled_by_a_process_that_died_are_recovered_at_the_nex
     directory = tmp_path / "j"
     crash(db_url, directory, master, 4)
     assert len(files(directory)) == 1
-    assert stored(db_url) == 0
+    assert count(db_url) == 0
     log = await open_log()
     journal = await AuditJournal.open(log, directory, clock=FakeClock())
     assert files(directory) == []
-    assert stored(db_url) == 4
+    assert count(db_url) == 4
     assert await prompts(log) == [f"secret prompt {i}" for i in range(4)]
-    assert journal_rows(db_url) == 0
+    assert count(db_url, J) == 0
     assert (await log.verify()).ok
     await journal.close()
 
@@ -282,14 +273,14 @@ async def test_a_crash_after_the_move_committed_never_appends_twice(
 ) -> None:
     directory = tmp_path / "j"
     crash(db_url, directory, master, 3, "after-commit")
-    assert stored(db_url) == 3  # moved, but the file is still there
+    assert count(db_url) == 3  # moved, but the file is still there
     assert len(files(directory)) == 1
-    assert journal_rows(db_url) == 1
+    assert count(db_url, J) == 1
     log = await open_log()
     journal = await AuditJournal.open(log, directory, clock=FakeClock())
-    assert stored(db_url) == 3
+    assert count(db_url) == 3
     assert files(directory) == []
-    assert journal_rows(db_url) == 0
+    assert count(db_url, J) == 0
     assert (await log.verify()).ok
     await journal.close()
 
@@ -318,7 +309,7 @@ async def test_a_file_for_another_master_key_is_kept_and_named(
     crash(db_url, directory, master, 2)
     log = await open_log(master=MasterKey.generate())
     journal = await AuditJournal.open(log, directory, clock=FakeClock())
-    assert stored(db_url) == 0
+    assert count(db_url) == 0
     assert len(files(directory)) == 1
     assert f"encrypted for master key {master.key_id}" in caplog.text
     await journal.close()
@@ -335,7 +326,7 @@ async def test_a_closed_journal_refuses_and_close_moves_everything(
     journal = await AuditJournal.open(log, tmp_path / "j", clock=FakeClock(), delay=3600)
     journal.write([entry(0), entry(1)])
     await journal.close()
-    assert stored(db_url) == 2
+    assert count(db_url) == 2
     with pytest.raises(JournalError, match="closed"):
         journal.write([entry(2)])
 
@@ -371,7 +362,7 @@ async def test_leftovers_of_a_crash_are_cleared_without_a_record(
     log = await open_log()
     journal = await AuditJournal.open(log, directory, clock=FakeClock())
     assert list(directory.iterdir()) == []
-    assert stored(db_url) == 0
+    assert count(db_url) == 0
     await journal.close()
 
 
