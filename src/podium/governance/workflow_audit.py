@@ -80,25 +80,24 @@ class AuditedStore:
         org, team, workflow = await self._owner(run_id)
         data = _json(payload)
         decision = data if isinstance(data, dict) else {}
-        await self.writer.append(
-            AuditEntry(
-                kind="approval",
-                actor=str(decision.get("by") or "unknown"),
-                team=team,
-                header={
-                    k: v
-                    for k, v in {
-                        "run_id": run_id,
-                        "org": org,
-                        "workflow": workflow,
-                        "step": name.removeprefix("review:"),
-                        "decision": str(decision.get("decision", decision.get("approved", ""))),
-                    }.items()
-                    if v is not None
-                },
-                payload=data,
-            )
+        entry = AuditEntry(
+            kind="approval",
+            actor=str(decision.get("by") or "unknown"),
+            team=team,
+            header={
+                k: v
+                for k, v in {
+                    "run_id": run_id,
+                    "org": org,
+                    "workflow": workflow,
+                    "step": name.removeprefix("review:"),
+                    "decision": str(decision.get("decision", decision.get("approved", ""))),
+                }.items()
+                if v is not None
+            },
+            payload=data,
         )
+        await self.writer.submit([entry])
 
     async def _audit(self, events: Sequence[Event]) -> None:
         entries: list[AuditEntry] = []
@@ -133,7 +132,8 @@ class AuditedStore:
                 )
             )
         if entries:
-            await self.writer.append_many(entries)  # one group commit takes them all
+            # recorded together: one journal write, or one group commit without a journal
+            await self.writer.submit(entries)
 
 
 def audited(store: Store, gateway: Any) -> Store:
