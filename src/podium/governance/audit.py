@@ -35,10 +35,8 @@ import base64
 import hashlib
 import json
 import logging
-import os
-import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, Row, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,14 +45,18 @@ from sqlalchemy.pool import StaticPool
 from podium.finops.ledger import SQLRunner, open_engine
 from podium.governance.audit_rows import (
     CHECKPOINT_COLUMNS,
+    PAGE,
     PG_RECORD_TYPES,
     RECORD_COLUMNS,
+    Prepared,
+    Sealed,
     aad_of,
     checkpoint_of,
-    fields_json,
     insert_many,
-    payload_json,
+    prepare_entries,
+    query_records,
     record_of,
+    seal_entries,
 )
 from podium.governance.chain import (
     FORMAT_VERSION,
@@ -65,17 +67,13 @@ from podium.governance.chain import (
     VerifyResult,
     _Memo,
     canonical_json,
-    plain_json,
 )
 from podium.governance.keys import (
-    DATA_KEY_BYTES,
-    NONCE_BYTES,
     AuditKeyError,
     MasterKey,
     PayloadShredded,
     SigningKey,
     VerifyKey,
-    seal_with,
     unseal,
 )
 from podium.governance.verify import verify_chain
@@ -88,9 +86,7 @@ CHECKPOINT_EVERY = 1000
 """Default number of records between automatic checkpoints."""
 PG_AUDIT_LOCK_KEY = 0x706F6469756D_0A
 """PostgreSQL advisory lock serialising audit appends across processes."""
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_RETRIES = 5
-_PAGE = 5000
 _SEAL_SLICE = 100
 """Records sealed between two yields to the event loop (~2.5 ms of work)."""
 APPEND_NOW_MAX = _SEAL_SLICE
@@ -101,31 +97,6 @@ class Settles(Protocol):
     """What :meth:`AuditLog.attach` takes: something holding records not yet appended."""
 
     async def flush(self) -> None: ...
-
-
-class Prepared(NamedTuple):
-    """An entry encoded for the chain (its header's fields as canonical JSON, its payload's
-    plaintext) with the time it was recorded, before its encryption: what an append seals, and
-    what the audit journal (:mod:`podium.governance.journal`) keeps until the append."""
-
-    kind: str
-    actor: str
-    team: str | None
-    fields: Mapping[str, Any]
-    fields_text: str
-    payload: bytes
-    ts: float
-
-
-class _Sealed(NamedTuple):
-    """A prepared entry encrypted and encoded, before it gets its place in the chain."""
-
-    wrapped: bytes
-    payload: bytes
-    payload_hash: str
-    kind_text: str
-    actor_text: str
-    team_text: str
 
 
 _R = schema.audit_records
@@ -273,7 +244,7 @@ class AuditLog:
         # Encrypt outside the lock: only the chain needs serialising. In slices, yielding to the
         # event loop between them: ~25 µs a record of JSON and AES would stall the loop for
         # ~25 ms per thousand records. (A worker thread measured no faster: the GIL.)
-        sealed: list[_Sealed] = []
+        sealed: list[Sealed] = []
         for start in range(0, len(prepared), _SEAL_SLICE):
             if start:
                 await asyncio.sleep(0)
@@ -310,71 +281,16 @@ class AuditLog:
                 "no audit master key: set PODIUM_AUDIT_MASTER_KEY (base64 of 32 bytes) "
                 "or PODIUM_AUDIT_MASTER_KEY_FILE"
             )
-        when = self._clock.now() if ts is None else ts
-        out: list[Prepared] = []
-        for entry in entries:
-            if not _KIND.match(entry.kind):
-                raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
-            if not entry.actor:
-                raise ValueError("an audit record needs an actor")
-            fields, fields_text = fields_json(entry.header)
-            out.append(
-                Prepared(
-                    entry.kind,
-                    entry.actor,
-                    entry.team,
-                    fields,
-                    fields_text,
-                    payload_json(entry.payload),
-                    when,
-                )
-            )
-        return out
+        return prepare_entries(entries, self._clock.now() if ts is None else ts)
 
-    def _seal_all(self, prepared: Sequence[Prepared]) -> list[_Sealed]:
-        """Encrypt prepared entries: one fresh random data key and nonce each (sliced from one
-        ``os.urandom`` call), the key wrapped by the master key."""
+    def _seal_all(self, prepared: Sequence[Prepared]) -> list[Sealed]:
         assert self._master is not None
-        wrap = self._master.wrap
-        texts = self._texts
-        sha = hashlib.sha256
-        step = DATA_KEY_BYTES + NONCE_BYTES
-        material = os.urandom(step * len(prepared))
-        out: list[_Sealed] = []
-        for i, entry in enumerate(prepared):
-            kind, actor, team = entry.kind, entry.actor, entry.team
-            # memoised for strings only: as dict keys, 1 and True (say) would collide
-            kind_text = texts[kind] if type(kind) is str else canonical_json(kind)
-            actor_text = texts[actor] if type(actor) is str else canonical_json(actor)
-            team_text = texts[team] if type(team) is str or team is None else canonical_json(team)
-            # The AAD binds the ciphertext to the record's kind, actor and fields (seq/ts come
-            # later: a payload moved to another record fails its hash check anyway). It is
-            # canonical_json([kind, actor, team, fields]), assembled from the texts made.
-            aad = f"[{kind_text},{actor_text},{team_text},{entry.fields_text}]".encode()
-            start = i * step
-            data_key = material[start : start + DATA_KEY_BYTES]
-            sealed = seal_with(
-                data_key,
-                material[start + DATA_KEY_BYTES : start + step],
-                entry.payload,
-                aad,
-            )
-            out.append(
-                _Sealed(
-                    wrap(data_key),
-                    sealed,
-                    sha(sealed).hexdigest(),
-                    kind_text,
-                    actor_text,
-                    team_text,
-                )
-            )
-        return out
+        return seal_entries(prepared, self._master, self._texts)
 
     def _append_sync(
         self,
         prepared: Sequence[Prepared],
-        sealed: Sequence[_Sealed],
+        sealed: Sequence[Sealed],
         journal: str | None,
         forget: Sequence[str],
     ) -> list[AuditRecord]:
@@ -458,7 +374,7 @@ class AuditLog:
         self,
         raw: Any,
         prepared: Sequence[Prepared],
-        sealed: Sequence[_Sealed],
+        sealed: Sequence[Sealed],
         head: tuple[int, str] | None,
     ) -> list[AuditRecord]:
         """The inserts of one append, after ``head`` (or the last record, read under the write
@@ -634,7 +550,7 @@ class AuditLog:
                     select(_R.c.seq, _R.c.wrapped_key)
                     .where(_R.c.master_key_id == old.key_id, _R.c.seq > after)
                     .order_by(_R.c.seq)
-                    .limit(_PAGE)
+                    .limit(PAGE)
                 ).all()
                 if not page:
                     return count
@@ -724,47 +640,13 @@ class AuditLog:
         newest_first: bool,
         test: Callable[[AuditRecord], bool] | None,
     ) -> list[AuditRecord]:
-        where = []
-        if kind is not None:
-            where.append(_R.c.kind == kind)
-        if team is not None:
-            where.append(_R.c.team == team)
-        for name, value in fields.items():
-            where.append(
-                _R.c.header.contains(
-                    canonical_json(name) + ":" + canonical_json(plain_json(value)),
-                    autoescape=True,
-                )
-            )
-        base = select(*_SHOWN).where(*where)
-        wanted = {name: plain_json(value) for name, value in fields.items()}
-        out: list[AuditRecord] = []
-        low, high = after, before
         with self._db.errors(), self._db.engine.connect() as conn:
-            while len(out) < limit:
-                query = base.where(_R.c.seq > low)
-                if high is not None:
-                    query = query.where(_R.c.seq < high)
-                order = _R.c.seq.desc() if newest_first else _R.c.seq
-                page = conn.execute(query.order_by(order).limit(_PAGE)).all()
-                for row in page:
-                    record = record_of(row)
-                    if all(record.fields.get(k) == v for k, v in wanted.items()) and (
-                        test is None or test(record)
-                    ):
-                        out.append(record)
-                        if len(out) == limit:
-                            break
-                if len(page) < _PAGE:
-                    break
-                if newest_first:
-                    high = int(page[-1].seq)
-                else:
-                    low = int(page[-1].seq)
-        return out
+            return query_records(
+                conn, _SHOWN, kind, team, fields, after, before, limit, newest_first, test
+            )
 
     async def readable_before(
-        self, before: float, *, after: int = 0, limit: int = _PAGE
+        self, before: float, *, after: int = 0, limit: int = PAGE
     ) -> list[AuditRecord]:
         """Records older than ``before`` (their ``ts``) whose payload is still readable (data
         key not shredded), oldest first from ``seq > after``: what retention looks at."""
@@ -847,7 +729,7 @@ class AuditLog:
             yield {"type": "checkpoint", **cp.to_dict()}
 
     def _raw_page_sync(self, after: int) -> list[Row[Any]]:
-        query = select(_R).where(_R.c.seq > after).order_by(_R.c.seq).limit(_PAGE)
+        query = select(_R).where(_R.c.seq > after).order_by(_R.c.seq).limit(PAGE)
         with self._db.errors(), self._db.engine.connect() as conn:
             return list(conn.execute(query).all())
 

@@ -1,4 +1,5 @@
 """The audit trail's encodings and rows: a header's fields as JSON text, a payload's plaintext,
+an entry checked and encoded (:func:`prepare_entries`) then encrypted (:func:`seal_entries`),
 the AAD that binds a ciphertext to its record, the append's inserts on the raw DBAPI connection
 (binary ``COPY`` on PostgreSQL), and stored rows read back as records and checkpoints.
 
@@ -7,21 +8,28 @@ Part of :class:`podium.governance.audit.AuditLog`'s implementation, split out of
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Connection, Row, select
 
 from podium.governance.chain import (
     COLUMNS,
+    AuditEntry,
     AuditRecord,
     Checkpoint,
+    _Memo,
     canonical_json,
     plain_json,
 )
+from podium.governance.keys import DATA_KEY_BYTES, NONCE_BYTES, MasterKey, seal_with
+from podium.store import schema
 from podium.types import JSON
 
 FIELDS_OPTIONS = (
@@ -94,6 +102,34 @@ format)."""
 CHECKPOINT_COLUMNS = ("seq", "chain_hash", "ts", "signer_key_id", "signature")
 
 
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class Prepared(NamedTuple):
+    """An entry encoded for the chain (its header's fields as canonical JSON, its payload's
+    plaintext) with the time it was recorded, before its encryption: what an append seals, and
+    what the audit journal (:mod:`podium.governance.journal`) keeps until the append."""
+
+    kind: str
+    actor: str
+    team: str | None
+    fields: Mapping[str, Any]
+    fields_text: str
+    payload: bytes
+    ts: float
+
+
+class Sealed(NamedTuple):
+    """A prepared entry encrypted and encoded, before it gets its place in the chain."""
+
+    wrapped: bytes
+    payload: bytes
+    payload_hash: str
+    kind_text: str
+    actor_text: str
+    team_text: str
+
+
 def insert_many(
     raw: Any,
     mark: str,
@@ -149,3 +185,123 @@ def checkpoint_of(row: Row[Any]) -> Checkpoint:
         signer_key_id=row.signer_key_id,
         signature=bytes(row.signature),
     )
+
+
+def prepare_entries(entries: Sequence[AuditEntry], ts: float) -> list[Prepared]:
+    """Check and encode entries for an append, all recorded at ``ts``.
+
+    Raises:
+        ValueError: An invalid kind, no actor, or fields or a payload that is not JSON.
+    """
+    out: list[Prepared] = []
+    for entry in entries:
+        if not _KIND.match(entry.kind):
+            raise ValueError(f"invalid audit kind {entry.kind!r}: use a lower-case identifier")
+        if not entry.actor:
+            raise ValueError("an audit record needs an actor")
+        fields, fields_text = fields_json(entry.header)
+        out.append(
+            Prepared(
+                entry.kind,
+                entry.actor,
+                entry.team,
+                fields,
+                fields_text,
+                payload_json(entry.payload),
+                ts,
+            )
+        )
+    return out
+
+
+def seal_entries(
+    prepared: Sequence[Prepared], master: MasterKey, texts: _Memo[str]
+) -> list[Sealed]:
+    """Encrypt prepared entries: one fresh random data key and nonce each (sliced from one
+    ``os.urandom`` call), the key wrapped by ``master``; ``texts`` remembers the canonical
+    JSON of kinds, actors and teams (they repeat across records)."""
+    wrap = master.wrap
+    sha = hashlib.sha256
+    step = DATA_KEY_BYTES + NONCE_BYTES
+    material = os.urandom(step * len(prepared))
+    out: list[Sealed] = []
+    for i, entry in enumerate(prepared):
+        kind, actor, team = entry.kind, entry.actor, entry.team
+        # memoised for strings only: as dict keys, 1 and True (say) would collide
+        kind_text = texts[kind] if type(kind) is str else canonical_json(kind)
+        actor_text = texts[actor] if type(actor) is str else canonical_json(actor)
+        team_text = texts[team] if type(team) is str or team is None else canonical_json(team)
+        # The AAD binds the ciphertext to the record's kind, actor and fields (seq/ts come
+        # later: a payload moved to another record fails its hash check anyway). It is
+        # canonical_json([kind, actor, team, fields]), assembled from the texts made.
+        aad = f"[{kind_text},{actor_text},{team_text},{entry.fields_text}]".encode()
+        start = i * step
+        data_key = material[start : start + DATA_KEY_BYTES]
+        sealed = seal_with(
+            data_key, material[start + DATA_KEY_BYTES : start + step], entry.payload, aad
+        )
+        out.append(
+            Sealed(
+                wrap(data_key), sealed, sha(sealed).hexdigest(), kind_text, actor_text, team_text
+            )
+        )
+    return out
+
+
+PAGE = 5000
+"""Rows read per query when walking the trail."""
+
+
+def query_records(
+    conn: Connection,
+    shown: Sequence[ColumnElement[Any]],
+    kind: str | None,
+    team: str | None,
+    fields: Mapping[str, Any],
+    after: int,
+    before: int | None,
+    limit: int,
+    newest_first: bool,
+    test: Callable[[AuditRecord], bool] | None,
+) -> list[AuditRecord]:
+    """:meth:`~podium.governance.audit.AuditLog.query` on ``conn``, reading the ``shown``
+    columns: the database pre-selects headers holding each field's canonical ``"name":value``
+    text, then every candidate is checked exactly, page by page."""
+    table = schema.audit_records
+    where = []
+    if kind is not None:
+        where.append(table.c.kind == kind)
+    if team is not None:
+        where.append(table.c.team == team)
+    for name, value in fields.items():
+        where.append(
+            table.c.header.contains(
+                canonical_json(name) + ":" + canonical_json(plain_json(value)),
+                autoescape=True,
+            )
+        )
+    base = select(*shown).where(*where)
+    wanted = {name: plain_json(value) for name, value in fields.items()}
+    out: list[AuditRecord] = []
+    low, high = after, before
+    while len(out) < limit:
+        query = base.where(table.c.seq > low)
+        if high is not None:
+            query = query.where(table.c.seq < high)
+        order = table.c.seq.desc() if newest_first else table.c.seq
+        page = conn.execute(query.order_by(order).limit(PAGE)).all()
+        for row in page:
+            record = record_of(row)
+            if all(record.fields.get(k) == v for k, v in wanted.items()) and (
+                test is None or test(record)
+            ):
+                out.append(record)
+                if len(out) == limit:
+                    break
+        if len(page) < PAGE:
+            break
+        if newest_first:
+            high = int(page[-1].seq)
+        else:
+            low = int(page[-1].seq)
+    return out

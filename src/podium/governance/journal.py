@@ -55,7 +55,8 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from podium.governance.audit import AuditLog, Prepared
+from podium.governance.audit import AuditLog
+from podium.governance.audit_rows import Prepared
 from podium.governance.chain import AuditEntry
 from podium.governance.keys import AuditError, AuditKeyError
 from podium.types import Clock, ordered_id
