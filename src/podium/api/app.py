@@ -7,15 +7,17 @@ what it opened. Interrupted runs stay resumable: the next start-up recovers them
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
 
 from podium import __version__
 from podium.api.auth import (
@@ -209,7 +211,7 @@ def create_app(
             if own_gateway is not None:
                 await own_gateway.close()
 
-    app = FastAPI(
+    app = PodiumAPI(
         title="Podium",
         version=__version__,
         description=(
@@ -238,7 +240,23 @@ def create_app(
     # Stored keys first: a `pod_` token is looked up in one dict, any other passed over at once.
     auth = _Either(StoredKeys(lambda: state.identity), auth)
     app.add_middleware(BearerAuth, authenticator=auth, public_paths=public_paths(app))
-    # Outermost: the gateway's hot route, served without the stack above (same checks, same
-    # errors); every other request passes through.
-    app.add_middleware(server.ChatFastPath, authenticator=auth, max_bytes=MAX_BODY_BYTES)
+    app.fast_path = functools.partial(
+        server.ChatFastPath,
+        authenticator=auth,
+        max_bytes=MAX_BODY_BYTES,
+        gateway=lambda: state.gateway,
+    )
     return app
+
+
+class PodiumAPI(FastAPI):
+    """The FastAPI app, with the gateway's hot route (:class:`~podium.gateway.server.ChatFastPath`)
+    outermost: served without the stack under it (same checks, same errors), before even
+    FastAPI's and Starlette's own error and body-limit layers; every other request passes
+    through. (A user middleware always sits inside those layers, hence this subclass.)"""
+
+    fast_path: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.fast_path is None else self.fast_path(stack)

@@ -194,8 +194,9 @@ class StoredKeys:
         return Principal(grant.key_id, grant.permissions, grant.attribution, role=grant.role.value)
 
 
-def _token_from(headers: Headers) -> str | None:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (``None``: not one)."""
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None
@@ -225,10 +226,15 @@ class BearerAuth:
             await refusal(scope, receive, send)
 
 
-def admit(authenticator: Authenticator, scope: Scope) -> Response | None:
+def admit(
+    authenticator: Authenticator, scope: Scope, authorization: str | None = None
+) -> Response | None:
     """Put the bearer token's principal in ``scope`` (``None``), or the 401 that refuses the
-    request: in OpenAI's shape under ``/v1/``, in Podium's elsewhere."""
-    token = _token_from(Headers(scope=scope))
+    request: in OpenAI's shape under ``/v1/``, in Podium's elsewhere. ``authorization`` is the
+    header's value when the caller has read it already (else it is read from ``scope``)."""
+    if authorization is None:
+        authorization = Headers(scope=scope).get("authorization", "")
+    token = bearer_token(authorization)
     principal = authenticator.authenticate(token) if token is not None else None
     if principal is not None:
         scope[PRINCIPAL_SCOPE_KEY] = principal

@@ -187,6 +187,9 @@ def serve(
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
         access_log=access_log,
+        # X-Forwarded-For rewrites the client's address, which only the access log shows: a
+        # layer (~8 µs a request) that is worth it only with the log on.
+        proxy_headers=access_log,
         loop="uvloop",
         http="httptools",
     )

@@ -113,7 +113,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Final
 
@@ -128,7 +128,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.api.auth import Authenticator, Principal, admit, permitted, require
 from podium.api.errors import ApiError
-from podium.api.limits import declared_over, too_large_message
+from podium.api.limits import too_large_message
 from podium.api.state import GatewayDep, get_gateway, get_state
 from podium.errors import PodiumError, ProviderTimeout
 from podium.finops.ledger import Attribution
@@ -179,6 +179,19 @@ def _retry_in(gateway: Gateway | None, exc: NoDeploymentAvailable) -> float | No
 
 def error_response(request: Request, exc: BaseException) -> JSONResponse:
     """The OpenAI-shaped answer to anything a ``/v1`` route raised."""
+    return _error_answer(
+        exc,
+        _gateway_of(request),
+        f"{request.method} {request.url.path}",
+        getattr(request.state, "request_id", None),
+    )
+
+
+def _error_answer(
+    exc: BaseException, gateway: Gateway | None, what: str, request_id: str | None
+) -> JSONResponse:
+    """The OpenAI-shaped answer to ``exc``, raised by the request ``what`` (method and path,
+    for the log); ``request_id`` when the call was given one already."""
     if isinstance(exc, RequestValidationError):
         error = errors.wire_error(wire.validation_error(exc.errors()), now=0.0)
     elif isinstance(exc, ApiError):
@@ -186,17 +199,16 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
     elif isinstance(exc, StarletteHTTPException):
         error = errors.status_error(exc.status_code, str(exc.detail))
     else:
-        gateway = _gateway_of(request)
         now = gateway.clock.now() if gateway is not None else 0.0
         retry_in = _retry_in(gateway, exc) if isinstance(exc, NoDeploymentAvailable) else None
         error = errors.wire_error(exc, now=now, retry_in=retry_in)
         if not isinstance(exc, PodiumError):
-            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+            log.error("%s failed", what, exc_info=exc)
         elif error.status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            log.warning("%s: %s", what, exc)
     headers = error.headers()
     # Every answer has a request id, even one refused before the call was given one.
-    headers["x-request-id"] = getattr(request.state, "request_id", None) or new_request_id()
+    headers["x-request-id"] = request_id or new_request_id()
     if isinstance(exc, ApiError | StarletteHTTPException):
         headers.update(exc.headers or {})
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
@@ -223,17 +235,31 @@ router = APIRouter(prefix="/v1", tags=["gateway"], route_class=OpenAIRoute)
 CallerDep = Annotated[Principal, require("models:call")]
 
 
-def caller_of(principal: Principal, request: Request) -> Caller:
-    """Who is calling and on whose account (see "Who pays" in the module docstring).
+PODIUM_HEADER_PREFIX: Final = "x-podium-"
+
+
+def podium_headers(request: Request) -> dict[str, str]:
+    """The request's ``x-podium-*`` headers (the first of each name), which say who pays and the
+    data class."""
+    return _podium_headers(request.scope["headers"])
+
+
+def _podium_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if name.startswith(b"x-podium-"):
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
+def caller_of(principal: Principal, headers: Mapping[str, str]) -> Caller:
+    """Who is calling and on whose account (see "Who pays" in the module docstring), from the
+    request's :func:`podium_headers`.
 
     Raises:
         ApiError: 403 when a principal with its own attribution names another one.
     """
-    asked = {
-        name: request.headers[header]
-        for header, name in ATTRIBUTION_HEADERS.items()
-        if request.headers.get(header)
-    }
+    asked = {name: headers[h] for h, name in ATTRIBUTION_HEADERS.items() if headers.get(h)}
     own = principal.attribution
     if own is None:
         return Caller(Attribution(org="default", **asked), subject=principal.subject)
@@ -254,8 +280,10 @@ CLASSIFICATION_HEADER: Final = "x-podium-classification"
 request may also say it as ``metadata.classification``."""
 
 
-def _classification(request: Request, tags: Mapping[str, str] | None = None) -> str | None:
-    return request.headers.get(CLASSIFICATION_HEADER) or (tags or {}).get("classification")
+def _classification(
+    headers: Mapping[str, str], tags: Mapping[str, str] | None = None
+) -> str | None:
+    return headers.get(CLASSIFICATION_HEADER) or (tags or {}).get("classification")
 
 
 def _start(request: Request, gateway: Gateway) -> str:
@@ -367,19 +395,46 @@ async def chat_completions(
     principal: CallerDep,
 ) -> Response:
     """A chat completion, or (``stream: true``) its server-sent chunks."""
-    return await complete(request, principal, body)
+    gateway = await get_gateway(request)  # not a dependency: FastAPI solves each for ~20 µs
+    request_id = _start(request, gateway)
+    answer = await complete(gateway, principal, body, podium_headers(request), request_id)
+    if isinstance(answer, Completion):
+        return Response(answer.body, headers=answer.receipt, media_type="application/json")
+    return answer
+
+
+class Completion:
+    """A finished (not streamed) chat completion's answer: its JSON and receipt headers. An
+    ASGI app that sends them as two messages, without the work of building a ``Response``."""
+
+    __slots__ = ("body", "receipt")
+
+    def __init__(self, body: bytes, receipt: dict[str, str]) -> None:
+        self.body = body
+        self.receipt = receipt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(self.body)),
+        ]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.receipt.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 async def complete(
-    request: Request, principal: Principal, body: wire.ChatCompletionCreate
-) -> Response:
-    """Answer a validated chat completion request of an admitted caller (the route's body, and
-    :class:`ChatFastPath`'s)."""
-    gateway = await get_gateway(request)  # not a dependency: FastAPI solves each for ~20 µs
-    request_id = _start(request, gateway)
-    caller = caller_of(principal, request)
+    gateway: Gateway,
+    principal: Principal,
+    body: wire.ChatCompletionCreate,
+    headers: Mapping[str, str],
+    request_id: str,
+) -> Completion | StreamingResponse:
+    """Answer a validated chat completion request of an admitted caller, given its
+    :func:`podium_headers` (the route's body, and :class:`ChatFastPath`'s)."""
+    caller = caller_of(principal, headers)
     chat, options = wire.to_chat_request(body, request_id)
-    classification = _classification(request, options.tags)
+    classification = _classification(headers, options.tags)
     if classification is not None:
         options = dataclasses.replace(options, classification=classification)
     if body.stream:
@@ -402,59 +457,83 @@ async def complete(
         served.response, request_id=request_id, created=_created(gateway)
     )
     # pydantic's serializer straight to bytes (JSONResponse would build a dict, then json.dumps)
-    return Response(
-        completion.model_dump_json(), media_type="application/json", headers=receipt(served.record)
-    )
+    data = answers.ChatCompletion.__pydantic_serializer__.to_json(completion)
+    return Completion(data, receipt(served.record))
 
 
 CHAT_PATH: Final = "/v1/chat/completions"
 
 
 class ChatFastPath:
-    """ASGI middleware that serves ``POST /v1/chat/completions`` itself, the gateway's hot
-    route, and passes every other request on.
+    """The outermost ASGI layer of the app (see :class:`~podium.api.app.PodiumAPI`): it serves
+    ``POST /v1/chat/completions``, the gateway's hot route, itself, and passes every other
+    request on.
 
     It does what the stack under it would — the bearer token (:func:`~podium.api.auth.admit`),
     the body limit, validation into :class:`~podium.gateway.openai_wire.ChatCompletionCreate`
     (straight from the JSON bytes), the ``models:call`` permission, OpenAI-shaped errors — and
-    calls the route's own :func:`complete`, without FastAPI's routing, dependency solving and
-    exception middleware: ~0.5 ms of CPU a call on the 2-core benchmark machine, a third of
-    what the gateway added. The FastAPI route stays: it documents the operation in the OpenAPI
-    spec and serves apps that include :data:`router` without this middleware.
+    calls the route's own :func:`complete`, without FastAPI's routing, dependency solving,
+    middleware and exception layers, reading the headers it needs in one pass: ~0.5 ms of CPU
+    a call on the 2-core benchmark machine, a third of what the gateway added. The FastAPI
+    route stays: it documents the operation in the OpenAPI spec and serves apps that include
+    :data:`router` without this layer.
     """
 
-    def __init__(self, app: ASGIApp, *, authenticator: Authenticator, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        max_bytes: int,
+        gateway: Callable[[], Gateway | None],
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.max_bytes = max_bytes
+        self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        refusal = admit(self.authenticator, scope)
+        authorization = ""
+        declared = None
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+            elif name.startswith(b"x-podium-"):
+                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        refusal = admit(self.authenticator, scope, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        request = Request(scope, receive)
+        gateway = self.gateway()
+        request_id: str | None = None
+        answer: ASGIApp
         try:
-            body = await self._body(scope, receive)
+            if gateway is None:
+                raise RuntimeError("the API is not started: run the app's lifespan")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise ApiError(413, too_large_message(self.max_bytes))
+            body = await self._body(receive)
             if body is None:
                 return  # the client left before it finished sending
             principal = permitted(scope, "models:call")
-            response = await complete(request, principal, _chat_body(body))
+            request_id = new_request_id(gateway.clock.now())
+            answer = await complete(gateway, principal, _chat_body(body), headers, request_id)
         except Exception as exc:
-            response = error_response(request, exc)
-        await response(scope, receive, send)
+            answer = _error_answer(exc, gateway, f"POST {CHAT_PATH}", request_id)
+        await answer(scope, receive, send)
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def _body(self, receive: Receive) -> bytes | None:
         """The request body; ``None`` when the client disconnected first.
 
         Raises:
-            ApiError: 413 when it is over the limit (declared, or as it arrives).
+            ApiError: 413 when it grows over the limit as it arrives.
         """
-        if declared_over(scope, self.max_bytes):
-            raise ApiError(413, too_large_message(self.max_bytes))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -495,11 +574,11 @@ async def embeddings(
 ) -> Response:
     """Vectors for one text or many, in request order."""
     request_id = _start(request, gateway)
-    caller = caller_of(principal, request)
+    headers = podium_headers(request)
     served = await gateway.embed(
         wire.to_embed_request(body),
-        caller,
-        CallOptions(request_id=request_id, classification=_classification(request)),
+        caller_of(principal, headers),
+        CallOptions(request_id=request_id, classification=_classification(headers)),
     )
     answer = answers.embedding_list(served.response, body.encoding_format)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
@@ -521,9 +600,10 @@ async def moderations(
 ) -> Response:
     """One moderation result per input (text, or an inline ``data:image/...`` URL)."""
     request_id = _start(request, gateway)
-    caller = caller_of(principal, request)
+    headers = podium_headers(request)
+    caller = caller_of(principal, headers)
     inputs = wire.to_moderation_request(body, body.model or default_moderation_model(gateway))
-    options = CallOptions(request_id=request_id, classification=_classification(request))
+    options = CallOptions(request_id=request_id, classification=_classification(headers))
     served = await gateway.moderate(inputs.request, caller, options)
     answer = answers.moderation_list(served.response, inputs, request_id=request_id)
     return JSONResponse(answer.model_dump(mode="json"), headers=receipt(served.record))
