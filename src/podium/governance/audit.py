@@ -55,6 +55,7 @@ from podium.governance.audit_rows import (
     insert_many,
     prepare_entries,
     query_records,
+    record_fields,
     record_of,
     seal_entries,
 )
@@ -438,7 +439,7 @@ class AuditLog:
             )  # fmt: skip (in RECORD_COLUMNS order)
             out.append(
                 AuditRecord(
-                    seq, ts, entry.kind, entry.actor, entry.team, entry.fields,
+                    seq, ts, entry.kind, entry.actor, entry.team, record_fields(entry),
                     payload_hash, rec, prev, link, key_id,
                 )
             )  # fmt: skip

@@ -41,18 +41,21 @@ FIELDS_OPTIONS = (
 
 
 def fields_json(header: Mapping[str, Any]) -> tuple[Any, str]:
-    """A header's fields as plain JSON values (``Decimal`` as its fixed-point string) and their
-    text, sorted keys. orjson first (~1 µs); it refuses, and hands to the stdlib path, what that
-    path treats specially (non-``str`` keys, ``str`` and ``int`` subclasses, datetimes,
-    dataclasses, ints beyond 64 bits). Its output is also rejected when it holds ``null``,
-    which is how orjson writes a NaN or an infinity: :func:`plain_json` then either agrees
-    (a real ``None``) or raises the precise error."""
+    """A header's fields as canonical JSON text (sorted keys, ``Decimal`` as its fixed-point
+    string), with the plain JSON values it holds when they had to be made (``None``: orjson
+    made the text, and :func:`record_fields` reads them back from it, when needed).
+
+    orjson first (~1 µs); it refuses, and hands to the stdlib path, what that path treats
+    specially (non-``str`` keys, ``str`` and ``int`` subclasses, datetimes, dataclasses, ints
+    beyond 64 bits). Its output is also rejected when it holds ``null``, which is how orjson
+    writes a NaN or an infinity: :func:`plain_json` then either agrees (a real ``None``) or
+    raises the precise error."""
     try:
         data = orjson.dumps(header, default=payload_default, option=FIELDS_OPTIONS)
     except TypeError:
         data = b"null"
     if b"null" not in data:
-        return orjson.loads(data), data.decode()
+        return None, data.decode()
     fields = plain_json(header if type(header) is dict else dict(header))  # Decimal → str
     try:  # plain values now: only an int beyond 64 bits fails here
         return fields, orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
@@ -113,10 +116,18 @@ class Prepared(NamedTuple):
     kind: str
     actor: str
     team: str | None
-    fields: Mapping[str, Any]
+    fields: Mapping[str, Any] | None
+    """The fields as plain JSON values; ``None`` until needed (see :func:`record_fields`)."""
     fields_text: str
     payload: bytes
     ts: float
+
+
+def record_fields(entry: Prepared) -> Mapping[str, Any]:
+    """A prepared entry's fields as plain JSON values: an audit record's, read back from their
+    text when :func:`fields_json` did not keep them. Only the records an append returns need
+    them: a call's record, journaled and moved into the chain later, never parses them."""
+    return entry.fields if entry.fields is not None else orjson.loads(entry.fields_text)
 
 
 class Sealed(NamedTuple):

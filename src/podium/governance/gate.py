@@ -52,6 +52,7 @@ from podium.governance.chain import AuditEntry, AuditRecord
 from podium.governance.keys import AuditError
 from podium.governance.pii import Finding, PiiDetector, PlaceholderVault
 from podium.governance.policy import Policy, PolicyDecision, PolicyDenied, Subject
+from podium.governance.sink import call_fields
 from podium.models.base import ChatChunk, ChatRequest, ChatResponse, Message
 
 if TYPE_CHECKING:
@@ -475,12 +476,8 @@ class Governance:
         error: BaseException | None = None,
     ) -> AuditEntry:
         """The audit entry of one call (``policy_violation`` when the policy refused it)."""
-        from podium.governance.sink import call_entry
-
-        base = call_entry(record)
-        header = dict(base.header)
-        payload = dict(base.payload) if isinstance(base.payload, dict) else {}
-        kind = base.kind
+        header, payload = call_fields(record)
+        kind = "model_call"
         if governed is not None:
             header["policy"] = governed.policy_fields(record.deployment)
             header["classification"] = governed.decision.classification
@@ -499,7 +496,11 @@ class Governance:
                 "reason": error.reason,
             }
         return AuditEntry(
-            kind=kind, actor=base.actor, team=base.team, header=header, payload=payload
+            kind=kind,
+            actor=record.caller.subject,
+            team=record.caller.attribution.team,
+            header=header,
+            payload=payload,
         )
 
     async def flush(self) -> None:

@@ -44,6 +44,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import struct
@@ -452,7 +453,8 @@ def read_orphan(path: Path, log_: AuditLog) -> Orphan:
         head, _, payload = plain.partition(b"\n")
         kind, actor, team, fields_text, ts = orjson.loads(head)
         items.append(
-            Prepared(kind, actor, team, orjson.loads(fields_text), fields_text, payload, ts)
+            # the stdlib's parser: exact for integers beyond 64 bits, which orjson makes floats
+            Prepared(kind, actor, team, json.loads(fields_text), fields_text, payload, ts)
         )
         at += 4 + size
     return Orphan(str(ident), items, at < len(data), header_end)

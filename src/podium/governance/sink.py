@@ -31,6 +31,19 @@ class AuditSink:
 
 def call_entry(record: CallRecord) -> AuditEntry:
     """The audit entry of one model call."""
+    header, payload = call_fields(record)
+    return AuditEntry(
+        kind="model_call",
+        actor=record.caller.subject,
+        team=record.caller.attribution.team,
+        header=header,
+        payload=payload,
+    )
+
+
+def call_fields(record: CallRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and payload of a model call's audit entry (new dicts, for the caller to add
+    to)."""
     who = record.caller.attribution
     header: dict[str, Any] = {
         "request_id": record.request_id,
@@ -73,10 +86,4 @@ def call_entry(record: CallRecord) -> AuditEntry:
         "latency_s": record.latency_s,
         "call_ts": record.ts,
     }
-    return AuditEntry(
-        kind="model_call",
-        actor=record.caller.subject,
-        team=who.team,
-        header={k: v for k, v in header.items() if v is not None},
-        payload=payload,
-    )
+    return {k: v for k, v in header.items() if v is not None}, payload
