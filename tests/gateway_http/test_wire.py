@@ -20,6 +20,7 @@ from podium.gateway import openai_wire as wire
 from podium.gateway.resilience import Attempt, CallFailed
 from podium.models.base import (
     ChatChunk,
+    ChatResponse,
     ModerationResponse,
     ModerationResult,
     ToolCall,
@@ -36,6 +37,37 @@ def test_wire_usage_is_the_inverse_of_the_openai_adapters(
 ) -> None:
     usage = Usage(inputs, outputs, read, written, reasoning)
     assert usage_from(answers.wire_usage(usage).model_dump()) == usage
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ["", 'quote " backslash \\ slash /', "\x00\x01\x1f\x7f\n\t\r\b\f", "é 漢 😀 \u2028"]
+)
+tool_calls = st.lists(st.builds(ToolCall, texts, texts, texts), max_size=3)
+
+
+@given(
+    texts,
+    texts,
+    tool_calls,
+    st.sampled_from(["stop", "length", "tool_calls", "content_filter", "error"]),
+    st.builds(Usage, counts, counts, counts, counts, counts),
+    st.integers(min_value=0, max_value=2**40),
+)
+def test_the_hot_routes_completion_json_is_the_models_own_byte_for_byte(
+    text: str, served: str, calls: list[ToolCall], finish: str, usage: Usage, created: int
+) -> None:
+    response = ChatResponse(
+        text,
+        "asked",
+        served,
+        "p",
+        usage,
+        finish_reason=finish,
+        tool_calls=calls,  # type: ignore[arg-type]
+    )
+    model = answers.chat_completion(response, request_id="req_1", created=created)
+    expected = answers.ChatCompletion.__pydantic_serializer__.to_json(model)
+    assert answers.chat_completion_json(response, request_id="req_1", created=created) == expected
 
 
 def test_moderation_results_come_back_in_request_order() -> None:

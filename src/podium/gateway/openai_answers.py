@@ -126,6 +126,52 @@ def chat_completion(response: ChatResponse, *, request_id: str, created: int) ->
     )
 
 
+def chat_completion_json(response: ChatResponse, *, request_id: str, created: int) -> bytes:
+    """:func:`chat_completion` as the JSON its model serializes to, byte for byte (a test holds
+    them equal), built as plain data and written by orjson: the gateway's hot route, where
+    validating six models to serialize them took ~10 µs a call."""
+    calls = response.tool_calls
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": response.text if response.text or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ]
+    usage = response.usage
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    completion = usage.output_tokens + usage.reasoning_tokens
+    return orjson.dumps(
+        {
+            "id": request_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": response.model_served,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": response.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {
+                    "cached_tokens": usage.cache_read_tokens,
+                    "cache_write_tokens": usage.cache_write_tokens,
+                },
+                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            },
+        }
+    )
+
+
 def sse(data: Mapping[str, Any]) -> bytes:
     """One server-sent event carrying ``data`` as JSON."""
     return b"data: " + orjson.dumps(data) + b"\n\n"

@@ -453,11 +453,9 @@ async def complete(
             headers=_stream_headers(stream, request_id),
         )
     served = await gateway.chat(chat, caller, options)
-    completion = answers.chat_completion(
+    data = answers.chat_completion_json(
         served.response, request_id=request_id, created=_created(gateway)
     )
-    # pydantic's serializer straight to bytes (JSONResponse would build a dict, then json.dumps)
-    data = answers.ChatCompletion.__pydantic_serializer__.to_json(completion)
     return Completion(data, receipt(served.record))
 
 
