@@ -96,7 +96,8 @@ def serve(
     access_log: Annotated[
         bool,
         typer.Option(
-            help="Log one line per request. Off by default: every call is already in the "
+            help="Log one line per request (the client's address taken from X-Forwarded-For "
+            "when a proxy on this host sends it). Off by default: every call is already in the "
             "ledger and the run journal, and at 1,000 requests/s the log costs CPU."
         ),
     ] = False,
