@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from podium import MemoryStore
 from podium.api import create_app
+from podium.api.app import PodiumAPI
 from podium.api.auth import ClientKeys
 from podium.config import Settings
 from podium.finops.budgets import Budget, Budgets, MemoryBudgetStore
@@ -37,7 +38,6 @@ from podium.gateway.limits import MemoryLimiter
 from podium.gateway.pipeline import Gateway
 from podium.gateway.resilience import Resilience, RetryPolicy
 from podium.gateway.routing import Deployment, ModelGroup
-from podium.gateway.server import ChatFastPath
 from podium.models.base import Usage
 from podium.models.catalog import Catalog
 from podium.models.hub import ModelHub
@@ -234,7 +234,9 @@ def serve(
             ),
         )
         if not fast_path:
-            app.user_middleware = [m for m in app.user_middleware if m.cls is not ChatFastPath]
+            assert isinstance(app, PodiumAPI)
+            assert app.fast_path is not None
+            app.fast_path = None  # the stack FastAPI builds, as it is
         server = _Server(app)
         loop = server.start()
         url = f"http://127.0.0.1:{server.port}/v1"

@@ -21,6 +21,7 @@ from podium.gateway.resilience import Attempt, CallFailed
 from podium.models.base import (
     ChatChunk,
     ChatResponse,
+    FinishReason,
     ModerationResponse,
     ModerationResult,
     ToolCall,
@@ -54,17 +55,14 @@ tool_calls = st.lists(st.builds(ToolCall, texts, texts, texts), max_size=3)
     st.integers(min_value=0, max_value=2**40),
 )
 def test_the_hot_routes_completion_json_is_the_models_own_byte_for_byte(
-    text: str, served: str, calls: list[ToolCall], finish: str, usage: Usage, created: int
+    text: str,
+    served: str,
+    calls: list[ToolCall],
+    finish: FinishReason,
+    usage: Usage,
+    created: int,
 ) -> None:
-    response = ChatResponse(
-        text,
-        "asked",
-        served,
-        "p",
-        usage,
-        finish_reason=finish,
-        tool_calls=calls,  # type: ignore[arg-type]
-    )
+    response = ChatResponse(text, "asked", served, "p", usage, finish, calls)
     model = answers.chat_completion(response, request_id="req_1", created=created)
     expected = answers.ChatCompletion.__pydantic_serializer__.to_json(model)
     assert answers.chat_completion_json(response, request_id="req_1", created=created) == expected

@@ -235,21 +235,29 @@ router = APIRouter(prefix="/v1", tags=["gateway"], route_class=OpenAIRoute)
 CallerDep = Annotated[Principal, require("models:call")]
 
 
-PODIUM_HEADER_PREFIX: Final = "x-podium-"
-
-
 def podium_headers(request: Request) -> dict[str, str]:
     """The request's ``x-podium-*`` headers (the first of each name), which say who pays and the
     data class."""
-    return _podium_headers(request.scope["headers"])
+    return _scan(request.scope["headers"])[2]
 
 
-def _podium_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def _scan(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str, bytes | None, dict[str, str]]:
+    """In one pass over a request's raw headers, the first of each name (as Starlette's
+    ``Headers.get`` reads them): ``Authorization`` (``""`` without one), ``Content-Length`` and
+    the :func:`podium_headers`."""
+    authorization: str | None = None
+    length = None
     found: dict[str, str] = {}
     for name, value in raw:
-        if name.startswith(b"x-podium-"):
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            if length is None:
+                length = value
+        elif name.startswith(b"x-podium-"):
             found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return found
+    return authorization or "", length, found
 
 
 def caller_of(principal: Principal, headers: Mapping[str, str]) -> Caller:
@@ -494,16 +502,7 @@ class ChatFastPath:
         if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        authorization = ""
-        declared = None
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value
-            elif name.startswith(b"x-podium-"):
-                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        authorization, declared, headers = _scan(scope["headers"])
         refusal = admit(self.authenticator, scope, authorization)
         if refusal is not None:
             await refusal(scope, receive, send)
