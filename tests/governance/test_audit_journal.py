@@ -18,7 +18,7 @@ from sqlalchemy import Table, create_engine, func, select
 
 from podium.governance import AuditEntry, AuditLog, MasterKey
 from podium.governance import journal as journal_module
-from podium.governance.journal import AuditJournal, JournalError, recover
+from podium.governance.journal import AuditJournal, JournalError, read_orphan, recover
 from podium.store import schema
 from podium.store.sql import store_url
 from podium.testing import FakeClock
@@ -71,15 +71,22 @@ async def test_a_written_record_is_in_the_chain_for_this_process_at_once_and_for
     assert journal.pending == 2
     assert count(db_url) == 0  # written, not yet moved
     journal.write([entry(2)])
+    [written] = files(tmp_path / "j")
     for _ in range(200):  # moved within the delay, with no read to prompt it
         if not journal.pending:
             break
         await asyncio.sleep(0.01)
     assert journal.pending == 0
     assert count(db_url) == 3
-    assert files(tmp_path / "j") == []  # a moved file is destroyed
+    # The moved file is destroyed; the next one is made ahead, off any call's path, and holds
+    # nothing yet.
+    [ahead] = files(tmp_path / "j")
+    assert ahead != written
+    assert not written.exists()
+    assert read_orphan(ahead, log).items == []
     assert count(db_url, J) == 1  # its id, deleted with the next move
     journal.write([entry(3)])
+    assert files(tmp_path / "j") == [ahead]  # the write took the file made ahead
     records = await log.records()  # a read flushes the journal first
     assert [r.seq for r in records] == [1, 2, 3, 4]
     assert await prompts(log) == [f"secret prompt {i}" for i in range(4)]
@@ -89,6 +96,25 @@ async def test_a_written_record_is_in_the_chain_for_this_process_at_once_and_for
     assert count(db_url, J) == 0
     assert (await log.verify()).ok
     await journal.close()
+    assert files(tmp_path / "j") == []  # a file made ahead and never written is destroyed
+
+
+async def test_a_file_made_ahead_and_never_written_leaves_nothing_behind(
+    open_log: OpenLog, db_url: str, tmp_path: Path
+) -> None:
+    log = await open_log()
+    journal = await AuditJournal.open(log, tmp_path / "j", clock=FakeClock(), delay=0.01)
+    journal.write([entry(0)])
+    for _ in range(200):
+        if not journal.pending:
+            break
+        await asyncio.sleep(0.01)
+    [ahead] = files(tmp_path / "j")
+    assert read_orphan(ahead, log).items == []
+    await journal.close()
+    assert files(tmp_path / "j") == []
+    assert count(db_url) == 1
+    assert (await log.verify()).ok
 
 
 async def test_records_take_the_time_they_were_written_not_moved(
@@ -200,9 +226,12 @@ def entry(i):
 
 async def main():
     log = await AuditLog.open(url, clock=FakeClock(), master=MasterKey.from_base64(key))
-    journal = await AuditJournal.open(log, Path(directory), clock=FakeClock(), delay=3600)
+    delay = 0.01 if where == "made-ahead" else 3600
+    journal = await AuditJournal.open(log, Path(directory), clock=FakeClock(), delay=delay)
     for i in range(int(count)):
         journal.write([entry(i)])
+    while where == "made-ahead" and journal.pending:  # moved, and the next file made ahead
+        await asyncio.sleep(0.01)
     if where == "after-commit":  # the move commits, then the process dies before the removal
         journal_module._destroy = lambda file: os._exit(0)
         await journal.flush()
@@ -245,6 +274,26 @@ async def test_records_journaled_by_a_process_that_died_are_recovered_at_the_nex
     assert await prompts(log) == [f"secret prompt {i}" for i in range(4)]
     assert count(db_url, J) == 0
     assert (await log.verify()).ok
+    await journal.close()
+
+
+async def test_a_file_made_ahead_by_a_process_that_died_is_removed_quietly(
+    open_log: OpenLog,
+    db_url: str,
+    master: MasterKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    directory = tmp_path / "j"
+    crash(db_url, directory, master, 3, "made-ahead")
+    assert count(db_url) == 3
+    assert len(files(directory)) == 1  # made ahead, never written
+    log = await open_log()
+    with caplog.at_level(logging.WARNING, logger="podium.governance.journal"):
+        journal = await AuditJournal.open(log, directory, clock=FakeClock())
+    assert files(directory) == []
+    assert count(db_url) == 3
+    assert not [r for r in caplog.records if r.name == "podium.governance.journal"]
     await journal.close()
 
 
