@@ -101,19 +101,20 @@ class Authenticator(Protocol):
 class AdminToken:
     """One shared secret that grants every permission."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_admin", "_secret")
 
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("the admin token must not be empty")
         self._secret = token.encode("utf-8")
+        self._admin = Principal("admin", frozenset(PERMISSIONS), role=Role.ADMIN.value)
 
     def __repr__(self) -> str:
         return "AdminToken(<redacted>)"
 
     def authenticate(self, token: str) -> Principal | None:
         if hmac.compare_digest(token.encode("utf-8"), self._secret):
-            return Principal("admin", frozenset(PERMISSIONS), role=Role.ADMIN.value)
+            return self._admin  # frozen: one for every request
         return None
 
 
