@@ -156,6 +156,14 @@ class BreakerConfig(Section):
     """Successful probes needed to close again."""
 
 
+def _needs_url(backend: str, url: str | None) -> None:
+    """A Redis backend must say where its server is."""
+    if backend == "redis" and url is None:
+        raise fail(
+            "backend 'redis' needs 'url'", "e.g. url: redis://127.0.0.1:6379/0", at=("backend",)
+        )
+
+
 def _url_for(backend: str | None, url: str | None, ctx: ValidationContext) -> str | None:
     """Checks a backend's ``url``; a SQLite path is made absolute."""
     if url is None or backend is None:
@@ -214,10 +222,7 @@ class CacheConfig(Section):
 
     @model_validator(mode="after")
     def _redis_url(self) -> CacheConfig:
-        if self.backend == "redis" and self.url is None:
-            raise fail(
-                "backend 'redis' needs 'url'", "e.g. url: redis://127.0.0.1:6379/0", at=("backend",)
-            )
+        _needs_url(self.backend, self.url)
         return self
 
     def backend_url(self, home: Path) -> str | None:
@@ -279,10 +284,7 @@ class LimitsConfig(Section):
 
     @model_validator(mode="after")
     def _redis_url(self) -> LimitsConfig:
-        if self.backend == "redis" and self.url is None:
-            raise fail(
-                "backend 'redis' needs 'url'", "e.g. url: redis://127.0.0.1:6379/0", at=("backend",)
-            )
+        _needs_url(self.backend, self.url)
         return self
 
 
